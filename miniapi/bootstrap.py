@@ -1,0 +1,81 @@
+"""What a fresh apiserver makes sure exists (post-start hooks and the controllers' inline duties).
+
+1. Namespaces ``default``, ``kube-system``, ``kube-public``, ``kube-node-lease`` (the real
+   system-namespaces controller).
+2. In every namespace: ServiceAccount ``default`` (serviceaccounts controller) and ConfigMap
+   ``kube-root-ca.crt`` with the cluster CA (root-ca-cert-publisher). Done inline on namespace creation
+   until a controller-manager process takes these duties over.
+3. The default RBAC policy (cluster roles and bindings, ``rbac/bootstrap-roles`` post-start hook).
+4. Deleting a namespace deletes everything in it (namespace controller, inline).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from miniapi import resources
+from miniapi.authz.policy import ensure_default_policy
+from miniapi.registry.base import stamp_new
+from miniapi.store import AlreadyExists, NotFound
+
+if TYPE_CHECKING:
+    from miniapi.server import APIServer
+
+log = logging.getLogger("miniapi.bootstrap")
+
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+class Bootstrap:
+    def __init__(self, server: APIServer) -> None:
+        self.server = server
+
+    async def run(self) -> None:
+        store = self.server.store
+        for ns in SYSTEM_NAMESPACES:
+            obj = {"apiVersion": "v1", "kind": "Namespace",
+                   "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}},
+                   "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
+            await self._create(store, "namespaces", obj)
+        namespaces, _ = await store.list("namespaces")
+        for ns_obj in namespaces:
+            await self.populate_namespace(ns_obj["metadata"]["name"])
+        await ensure_default_policy(store)
+
+    async def _create(self, store, key: str, obj: dict) -> None:  # type: ignore[no-untyped-def]
+        stamp_new(obj)
+        try:
+            await store.create(key, obj)
+        except AlreadyExists:
+            pass
+
+    async def populate_namespace(self, namespace: str) -> None:
+        store = self.server.store
+        await self._create(store, "serviceaccounts", {
+            "apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": "default", "namespace": namespace}})
+        ca = self.server.root_ca_pem
+        if ca:
+            await self._create(store, "configmaps", {
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "kube-root-ca.crt", "namespace": namespace,
+                             "annotations": {"kubernetes.io/description": (
+                                 "Contains a CA bundle that can be used to verify the kube-apiserver "
+                                 "when using internal endpoints such as the internal service IP or "
+                                 "kubernetes.default.svc. No other usage is guaranteed across "
+                                 "distributions of Kubernetes clusters.")}},
+                "data": {"ca.crt": ca}})
+
+    async def empty_namespace(self, namespace: str) -> None:
+        store = self.server.store
+        for rt in resources.RESOURCES:
+            if not rt.namespaced or not rt.stored:
+                continue
+            items, _ = await store.list(rt.key, namespace)
+            for item in items:
+                try:
+                    await store.delete(rt.key, namespace, item["metadata"]["name"])
+                except NotFound:
+                    pass
+        log.info("namespace %s emptied", namespace)

@@ -1,0 +1,235 @@
+"""Apiserver configuration: a frozen dataclass built from flags named like kube-apiserver's.
+
+Defaults are the real ones, insecure ones included (``--anonymous-auth=true``,
+``--authorization-mode=AlwaysAllow``, no ``--kubelet-certificate-authority``); each such flag says so in
+its help text, and hardening is the documented switch. :func:`validate` refuses to start on missing
+or contradictory security configuration with a message that says why and what to pass instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+AUTHZ_MODES = ("AlwaysAllow", "AlwaysDeny", "Node", "RBAC")
+ADDRESS_TYPES = ("Hostname", "InternalDNS", "InternalIP", "ExternalDNS", "ExternalIP")
+
+
+class ConfigError(ValueError):
+    """A configuration the apiserver refuses to start with."""
+
+
+@dataclass(frozen=True)
+class Config:
+    secure_port: int = 6443
+    bind_address: str = "0.0.0.0"
+    advertise_address: str = ""
+    cert_dir: str = "/var/run/kubernetes"
+    tls_cert_file: str = ""
+    tls_private_key_file: str = ""
+    client_ca_file: str = ""
+    token_auth_file: str = ""
+    anonymous_auth: bool = True
+    authorization_mode: tuple[str, ...] = ("AlwaysAllow",)
+    service_account_key_files: tuple[str, ...] = ()
+    service_account_signing_key_file: str = ""
+    service_account_issuers: tuple[str, ...] = ()
+    api_audiences: tuple[str, ...] = ()
+    service_account_max_token_expiration: int = 0
+    enable_bootstrap_token_auth: bool = False
+    kubelet_certificate_authority: str = ""
+    kubelet_client_certificate: str = ""
+    kubelet_client_key: str = ""
+    kubelet_preferred_address_types: tuple[str, ...] = ADDRESS_TYPES
+    kubelet_timeout: float = 5.0
+    service_cluster_ip_range: str = "10.96.0.0/12"
+    data_dir: str = ""
+    audit_log_path: str = ""
+    min_request_timeout: int = 1800
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def audiences(self) -> tuple[str, ...]:
+        """--api-audiences, defaulting to the issuers (as the real apiserver does)."""
+        return self.api_audiences or self.service_account_issuers
+
+
+def _bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("true", "1", "t", "yes"):
+        return True
+    if low in ("false", "0", "f", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean {text!r}")
+
+
+def _csv(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="miniapi",
+        description="A small, faithful Kubernetes apiserver for teaching control plane <-> node paths. "
+                    "Flags and defaults follow kube-apiserver, insecure defaults included.")
+    a = p.add_argument
+    a("--secure-port", type=int, default=6443,
+      help="The port on which to serve HTTPS with authentication and authorization (default 6443; the "
+           "docker lab uses 443, the port of the source page).")
+    a("--bind-address", default="0.0.0.0", help="The IP address on which to listen for --secure-port.")
+    a("--advertise-address", default="",
+      help="The IP address on which to advertise the apiserver to members of the cluster (the "
+           "endpoint of the default/kubernetes service). Defaults to --bind-address or 127.0.0.1.")
+    a("--cert-dir", default="/var/run/kubernetes",
+      help="Where a self-signed serving certificate is generated when --tls-cert-file is not given.")
+    a("--tls-cert-file", default="", help="File containing the default x509 certificate for HTTPS.")
+    a("--tls-private-key-file", default="", help="File containing the x509 private key matching "
+      "--tls-cert-file.")
+    a("--client-ca-file", default="",
+      help="Any request presenting a client certificate signed by one of the authorities in this file "
+           "is authenticated with an identity corresponding to the CommonName (user) and Organization "
+           "(groups) of the client certificate.")
+    a("--token-auth-file", default="",
+      help="If set, the file that will be used to secure the secure port of the API server via token "
+           "authentication (CSV: token,user,uid,\"group1,group2\").")
+    a("--anonymous-auth", type=_bool, default=True,
+      help="Enables anonymous requests to the secure port. Requests that are not rejected by another "
+           "authentication method are treated as anonymous requests (system:anonymous, group "
+           "system:unauthenticated). INSECURE DEFAULT true; harden with --anonymous-auth=false or an "
+           "authorizer that grants anonymous nothing.")
+    a("--authorization-mode", type=_csv, default=None,
+      help="Ordered list of plug-ins to do authorization on the secure port: AlwaysAllow, AlwaysDeny, "
+           "Node, RBAC. INSECURE DEFAULT AlwaysAllow (every authenticated or anonymous request is "
+           "allowed); harden with --authorization-mode=Node,RBAC as kubeadm does.")
+    a("--service-account-key-file", action="append", default=[],
+      help="PEM-encoded public (or private) key used to verify service-account tokens. Repeatable. "
+           "Defaults to the public half of --service-account-signing-key-file.")
+    a("--service-account-signing-key-file", default="",
+      help="Path to the private key used to sign service-account tokens (required).")
+    a("--service-account-issuer", action="append", default=[],
+      help="Identifier of the service account token issuer (the iss claim). Required. Repeatable: "
+           "the first signs, all are accepted.")
+    a("--api-audiences", type=_csv, default=[],
+      help="Identifiers of the API. Tokens must carry at least one. Defaults to the issuers.")
+    a("--service-account-max-token-expiration", type=int, default=0,
+      help="Maximum validity in seconds of a token created by TokenRequest (0: no limit).")
+    a("--enable-bootstrap-token-auth", type=_bool, nargs="?", const=True, default=False,
+      help="Allow bootstrap tokens (Secrets bootstrap-token-<id> in kube-system) to authenticate, for "
+           "kubelet TLS bootstrapping.")
+    a("--kubelet-certificate-authority", default="",
+      help="Path to a cert file for the certificate authority used to verify kubelet serving certs. "
+           "INSECURE DEFAULT unset: the apiserver does NOT verify the kubelet's serving certificate, "
+           "so apiserver -> kubelet connections (logs, exec, port-forward) can be intercepted.")
+    a("--kubelet-client-certificate", default="", help="Client certificate for TLS to kubelets.")
+    a("--kubelet-client-key", default="", help="Client key for TLS to kubelets.")
+    a("--kubelet-preferred-address-types", type=_csv, default=list(ADDRESS_TYPES),
+      help="List of the preferred NodeAddressTypes to use for kubelet connections.")
+    a("--kubelet-timeout", type=float, default=5.0, help="Timeout (s) for non-streaming kubelet calls.")
+    a("--service-cluster-ip-range", default="10.96.0.0/12",
+      help="A CIDR range from which to assign service cluster IPs.")
+    a("--data-dir", default="",
+      help="Directory of the embedded SQLite store (our stand-in for etcd). Unset: in memory only.")
+    a("--audit-log-path", default="",
+      help="If set, all requests are logged as audit.k8s.io/v1 Events (JSON lines) to this file; '-' "
+           "means standard out.")
+    a("--min-request-timeout", type=int, default=1800,
+      help="Minimum seconds a watch stays open (the server picks between 1x and 2x).")
+    a("-v", "--v", type=int, default=1, help="Log verbosity.")
+    return p
+
+
+def from_args(argv: Sequence[str] | None = None) -> tuple[Config, int]:
+    """Parse flags into a validated Config (and the -v level); raises ConfigError."""
+    ns = build_parser().parse_args(argv)
+    cfg = Config(
+        secure_port=ns.secure_port, bind_address=ns.bind_address, advertise_address=ns.advertise_address,
+        cert_dir=ns.cert_dir, tls_cert_file=ns.tls_cert_file, tls_private_key_file=ns.tls_private_key_file,
+        client_ca_file=ns.client_ca_file, token_auth_file=ns.token_auth_file,
+        anonymous_auth=ns.anonymous_auth,
+        authorization_mode=tuple(ns.authorization_mode) if ns.authorization_mode is not None
+        else ("AlwaysAllow",),
+        service_account_key_files=tuple(ns.service_account_key_file),
+        service_account_signing_key_file=ns.service_account_signing_key_file,
+        service_account_issuers=tuple(ns.service_account_issuer), api_audiences=tuple(ns.api_audiences),
+        service_account_max_token_expiration=ns.service_account_max_token_expiration,
+        enable_bootstrap_token_auth=ns.enable_bootstrap_token_auth,
+        kubelet_certificate_authority=ns.kubelet_certificate_authority,
+        kubelet_client_certificate=ns.kubelet_client_certificate, kubelet_client_key=ns.kubelet_client_key,
+        kubelet_preferred_address_types=tuple(ns.kubelet_preferred_address_types),
+        kubelet_timeout=ns.kubelet_timeout, service_cluster_ip_range=ns.service_cluster_ip_range,
+        data_dir=ns.data_dir, audit_log_path=ns.audit_log_path, min_request_timeout=ns.min_request_timeout)
+    return validate(cfg), ns.v
+
+
+def _need_file(flag: str, path: str) -> None:
+    if path and not os.path.isfile(path):
+        raise ConfigError(f"{flag}: cannot read {path!r}: no such file")
+
+
+def validate(cfg: Config) -> Config:
+    """Refuse unsafe nonsense; return cfg with the warnings the insecure defaults deserve."""
+    warnings: list[str] = []
+    if not 0 < cfg.secure_port < 65536:
+        raise ConfigError("--secure-port must be between 1 and 65535 (there is no insecure port to fall "
+                          "back on)")
+    if bool(cfg.tls_cert_file) != bool(cfg.tls_private_key_file):
+        raise ConfigError("--tls-cert-file and --tls-private-key-file must be given together")
+    if bool(cfg.kubelet_client_certificate) != bool(cfg.kubelet_client_key):
+        raise ConfigError("--kubelet-client-certificate and --kubelet-client-key must be given together")
+    if not cfg.service_account_issuers:
+        raise ConfigError("--service-account-issuer is a required flag (e.g. "
+                          "https://kubernetes.default.svc.cluster.local)")
+    if not cfg.service_account_signing_key_file:
+        raise ConfigError("--service-account-signing-key-file and --service-account-issuer are required "
+                          "flags")
+    for flag, path in (("--tls-cert-file", cfg.tls_cert_file), ("--tls-private-key-file",
+                       cfg.tls_private_key_file), ("--client-ca-file", cfg.client_ca_file),
+                       ("--token-auth-file", cfg.token_auth_file),
+                       ("--service-account-signing-key-file", cfg.service_account_signing_key_file),
+                       ("--kubelet-certificate-authority", cfg.kubelet_certificate_authority),
+                       ("--kubelet-client-certificate", cfg.kubelet_client_certificate),
+                       ("--kubelet-client-key", cfg.kubelet_client_key)):
+        _need_file(flag, path)
+    for path in cfg.service_account_key_files:
+        _need_file("--service-account-key-file", path)
+    modes = cfg.authorization_mode
+    if not modes:
+        raise ConfigError("--authorization-mode must name at least one mode (refusing to start without "
+                          "authorization)")
+    for mode in modes:
+        if mode not in AUTHZ_MODES:
+            raise ConfigError(f"--authorization-mode: unknown mode {mode!r}; choose from "
+                              f"{', '.join(AUTHZ_MODES)}")
+    if len(set(modes)) != len(modes):
+        raise ConfigError(f"--authorization-mode: mode specified more than once: {','.join(modes)}")
+    for t in cfg.kubelet_preferred_address_types:
+        if t not in ADDRESS_TYPES:
+            raise ConfigError(f"--kubelet-preferred-address-types: unknown type {t!r}")
+    try:
+        net = ipaddress.ip_network(cfg.service_cluster_ip_range)
+    except ValueError as exc:
+        raise ConfigError(f"--service-cluster-ip-range: {exc}") from None
+    if net.num_addresses < 8:
+        raise ConfigError("--service-cluster-ip-range is too small (need at least a /29)")
+    if "AlwaysAllow" in modes:
+        warnings.append("INSECURE: --authorization-mode includes AlwaysAllow: every request is allowed "
+                        "(harden with --authorization-mode=Node,RBAC)")
+        if cfg.anonymous_auth:
+            warnings.append("INSECURE: --anonymous-auth=true with AlwaysAllow: anyone who reaches the "
+                            "port is cluster-admin")
+    if not cfg.kubelet_certificate_authority:
+        warnings.append("INSECURE: --kubelet-certificate-authority unset: kubelet serving certificates "
+                        "are not verified (apiserver -> kubelet connections can be intercepted)")
+    if not cfg.client_ca_file and not cfg.token_auth_file:
+        warnings.append("no --client-ca-file and no --token-auth-file: only service-account, bootstrap "
+                        "and anonymous authentication are possible")
+    return _replace(cfg, warnings=tuple(warnings))
+
+
+def _replace(cfg: Config, **changes: object) -> Config:
+    from dataclasses import replace
+
+    return replace(cfg, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,239 @@
+"""Create-only virtual kinds: TokenRequest, TokenReview, the access reviews, SelfSubjectReview, Binding.
+
+1. ``serviceaccounts/NAME/token`` (TokenRequest) signs a bound JWT: the service account must exist;
+   ``expirationSeconds`` defaults to 3600 and may not be under 600; audiences default to
+   ``--api-audiences``; a ``boundObjectRef`` (Pod, Secret, Node) must exist and match its uid.
+2. TokenReview runs the bearer-token authenticators (never anonymous) on ``spec.token``.
+3. SubjectAccessReview / LocalSubjectAccessReview ask the authorizer about ``spec.user``;
+   SelfSubjectAccessReview about the caller; SelfSubjectRulesReview lists the caller's rules.
+4. SelfSubjectReview (``kubectl auth whoami``) echoes the caller's UserInfo.
+5. ``pods/NAME/binding`` assigns a pod to a node once (the scheduler's write).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from miniapi import errors
+from miniapi.authn.base import AuthenticationError, Credentials
+from miniapi.authz.base import Attributes, Decision
+from miniapi.endpoints import negotiation
+from miniapi.endpoints.objects import store_errors
+from miniapi.registry.base import cause
+from miniapi.resources import ResourceType, lookup
+from miniapi.store import NotFound
+from miniapi.user import UserInfo
+
+if TYPE_CHECKING:
+    from miniapi.server import APIServer
+
+Obj = dict[str, Any]
+AUTHN, AUTHZ = "authentication.k8s.io/v1", "authorization.k8s.io/v1"
+
+
+def _spec(body: Obj) -> Obj:
+    spec = body.get("spec") or {}
+    if not isinstance(spec, dict):
+        raise errors.bad_request("spec must be an object")
+    return spec
+
+
+def _reply(kind: str, api_version: str, body: Obj, spec: Obj, status: Obj) -> web.Response:
+    meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+    return negotiation.json_response({"kind": kind, "apiVersion": api_version, "metadata": meta or {},
+                                      "spec": spec, "status": status}, 201)
+
+
+class Reviews:
+    def __init__(self, server: APIServer) -> None:
+        self.server = server
+
+    async def token_request(self, request: web.Request) -> web.Response:
+        info = request["info"]
+        body = await negotiation.read_object(request)
+        spec = _spec(body)
+        sa_rt = lookup("", "serviceaccounts")
+        assert sa_rt is not None
+        with store_errors(sa_rt, info.name):
+            sa = await self.server.store.get("serviceaccounts", info.namespace, info.name)
+        seconds = spec.get("expirationSeconds", 3600)
+        if not isinstance(seconds, int) or seconds < 600:
+            raise errors.invalid("TokenRequest", info.name, [cause(
+                "spec.expirationSeconds", f"Invalid value: {seconds}: may not specify a duration less "
+                "than 10 minutes")], "authentication.k8s.io")
+        cap = self.server.config.service_account_max_token_expiration
+        if cap and seconds > cap:
+            seconds = cap
+        audiences = spec.get("audiences") or list(self.server.config.audiences)
+        if not isinstance(audiences, list) or not all(isinstance(a, str) and a for a in audiences):
+            raise errors.invalid("TokenRequest", info.name, [cause("spec.audiences", "Invalid value: "
+                                 "audiences must be non-empty strings")], "authentication.k8s.io")
+        bound = await self._bound_object(spec.get("boundObjectRef"), info.namespace)
+        token, expires = self.server.issuer.issue(
+            namespace=info.namespace, sa_name=info.name, sa_uid=sa["metadata"].get("uid", ""),
+            audiences=audiences, expiration_seconds=seconds, **bound)
+        spec = {"audiences": audiences, "expirationSeconds": seconds,
+                "boundObjectRef": spec.get("boundObjectRef")}
+        status = {"token": token, "expirationTimestamp": expires.astimezone(dt.timezone.utc)
+                  .strftime("%Y-%m-%dT%H:%M:%SZ")}
+        meta = {"name": info.name, "namespace": info.namespace,
+                "creationTimestamp": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        return negotiation.json_response({"kind": "TokenRequest", "apiVersion": AUTHN, "metadata": meta,
+                                          "spec": spec, "status": status}, 201)
+
+    async def _bound_object(self, ref: Any, namespace: str) -> dict[str, Any]:
+        if not ref:
+            return {}
+        if not isinstance(ref, dict) or ref.get("kind") not in ("Pod", "Secret", "Node"):
+            raise errors.invalid("TokenRequest", "", [cause("spec.boundObjectRef.kind", "Unsupported "
+                                 'value: supported values: "Pod", "Secret", "Node"')], "authentication.k8s.io")
+        kind, name = ref["kind"], str(ref.get("name") or "")
+        key = {"Pod": "pods", "Secret": "secrets", "Node": "nodes"}[kind]
+        try:
+            obj = await self.server.store.get(key, "" if kind == "Node" else namespace, name)
+        except NotFound:
+            raise errors.not_found(key, name) from None
+        uid = obj["metadata"].get("uid", "")
+        if ref.get("uid") and ref["uid"] != uid:
+            raise errors.conflict(key, name, f"the UID in the bound object reference ({ref['uid']}) does "
+                                  f"not match the UID in record. The object might have been deleted and "
+                                  f"then recreated")
+        bound: dict[str, Any] = {"bound": (kind, name, uid)}
+        node = obj.get("spec", {}).get("nodeName") if kind == "Pod" else None
+        if node:
+            try:
+                node_obj = await self.server.store.get("nodes", "", node)
+                bound["node"] = (node, node_obj["metadata"].get("uid", ""))
+            except NotFound:
+                pass
+        return bound
+
+    async def token_review(self, request: web.Request) -> web.Response:
+        body = await negotiation.read_object(request)
+        spec = _spec(body)
+        token = spec.get("token")
+        if not isinstance(token, str) or not token:
+            raise errors.invalid("TokenReview", "", [cause("spec.token", "Required value",
+                                                           "FieldValueRequired")], "authentication.k8s.io")
+        status: Obj
+        try:
+            resp = await self.server.token_authenticator.authenticate(Credentials(f"Bearer {token}"))
+        except AuthenticationError as exc:
+            resp, error = None, str(exc)
+        else:
+            error = "" if resp else "invalid bearer token"
+        wanted = spec.get("audiences") or []
+        if resp is not None:
+            audiences = list(resp.audiences)
+            if wanted:
+                audiences = [a for a in wanted if a in resp.audiences]
+            if wanted and not audiences:
+                status = {"authenticated": False, "user": {}, "error": "token audiences "
+                          f"{list(resp.audiences)} is invalid for the target audiences {wanted}"}
+            else:
+                status = {"authenticated": True, "user": resp.user.to_json(), "audiences": audiences}
+        else:
+            status = {"authenticated": False, "user": {}, "error": error}
+        return _reply("TokenReview", AUTHN, body, spec, status)
+
+    async def _decide(self, user: UserInfo, spec: Obj, namespace: str | None = None) -> Obj:
+        res, nonres = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
+        if bool(res) == bool(nonres):
+            raise errors.invalid("SubjectAccessReview", "", [cause(
+                "spec.resourceAttributes", "Invalid value: exactly one of nonResourceAttributes or "
+                "resourceAttributes must be specified")], "authorization.k8s.io")
+        if res:
+            if not isinstance(res, dict):
+                raise errors.bad_request("spec.resourceAttributes must be an object")
+            ns = res.get("namespace", "") if namespace is None else namespace
+            attrs = Attributes(user=user, verb=str(res.get("verb", "")), namespace=str(ns or ""),
+                               api_group=str(res.get("group", "")), api_version=str(res.get("version", "")),
+                               resource=str(res.get("resource", "")),
+                               subresource=str(res.get("subresource", "")), name=str(res.get("name", "")))
+        else:
+            if not isinstance(nonres, dict):
+                raise errors.bad_request("spec.nonResourceAttributes must be an object")
+            attrs = Attributes(user=user, verb=str(nonres.get("verb", "")), is_resource_request=False,
+                               path=str(nonres.get("path", "")))
+        decision, reason = await self.server.authorizer.authorize(attrs)
+        status: Obj = {"allowed": decision is Decision.ALLOW}
+        if decision is Decision.DENY:
+            status["denied"] = True
+        if reason:
+            status["reason"] = reason
+        return status
+
+    async def subject_access_review(self, request: web.Request, local: bool = False) -> web.Response:
+        body = await negotiation.read_object(request)
+        spec = _spec(body)
+        if not spec.get("user") and not spec.get("groups"):
+            raise errors.invalid("SubjectAccessReview", "", [cause("spec.user", "Invalid value: \"\": at "
+                                 "least one of user or group must be specified")], "authorization.k8s.io")
+        extra = spec.get("extra") or {}
+        user = UserInfo(str(spec.get("user", "")), str(spec.get("uid", "")),
+                        tuple(str(g) for g in spec.get("groups") or ()),
+                        {str(k): tuple(str(x) for x in v) for k, v in extra.items()}
+                        if isinstance(extra, dict) else {})
+        namespace = None
+        if local:
+            namespace = request["info"].namespace
+            res = spec.get("resourceAttributes") or {}
+            if isinstance(res, dict) and res.get("namespace", namespace) != namespace:
+                raise errors.bad_request("spec.resourceAttributes.namespace must match metadata.namespace")
+        status = await self._decide(user, spec, namespace)
+        kind = "LocalSubjectAccessReview" if local else "SubjectAccessReview"
+        return _reply(kind, AUTHZ, body, spec, status)
+
+    async def self_subject_access_review(self, request: web.Request) -> web.Response:
+        body = await negotiation.read_object(request)
+        spec = _spec(body)
+        status = await self._decide(request["user"], spec)
+        return _reply("SelfSubjectAccessReview", AUTHZ, body, spec, status)
+
+    async def self_subject_rules_review(self, request: web.Request) -> web.Response:
+        body = await negotiation.read_object(request)
+        spec = _spec(body)
+        namespace = spec.get("namespace", "")
+        result = await self.server.rule_resolver.rules_for(request["user"], str(namespace or ""))
+        status: Obj = {
+            "resourceRules": [{"verbs": list(r.verbs), "apiGroups": list(r.api_groups),
+                               "resources": list(r.resources), "resourceNames": list(r.resource_names)}
+                              for r in result.resource_rules],
+            "nonResourceRules": [{"verbs": list(r.verbs), "nonResourceURLs": list(r.non_resource_urls)}
+                                 for r in result.non_resource_rules],
+            "incomplete": result.incomplete}
+        if result.evaluation_error:
+            status["evaluationError"] = result.evaluation_error
+        return _reply("SelfSubjectRulesReview", AUTHZ, body, spec, status)
+
+    async def self_subject_review(self, request: web.Request) -> web.Response:
+        await negotiation.read_body(request)
+        now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return negotiation.json_response({
+            "kind": "SelfSubjectReview", "apiVersion": AUTHN, "metadata": {"creationTimestamp": now},
+            "status": {"userInfo": request["user"].to_json()}}, 201)
+
+    async def binding(self, request: web.Request, rt: ResourceType) -> web.Response:
+        info = request["info"]
+        body = await negotiation.read_object(request)
+        target = body.get("target") if isinstance(body.get("target"), dict) else None
+        if not target or not target.get("name"):
+            raise errors.invalid("Binding", info.name, [cause("target.name", "Required value",
+                                                              "FieldValueRequired")])
+        node = str(target["name"])
+
+        def assign(pod: Obj) -> Obj:
+            current = pod.get("spec", {}).get("nodeName")
+            if current:
+                raise errors.conflict("pods", info.name, f'pod {info.name} is already assigned to node '
+                                      f'"{current}"')
+            pod["spec"]["nodeName"] = node
+            return pod
+
+        with store_errors(rt, info.name):
+            await self.server.store.guaranteed_update("pods", info.namespace, info.name, assign)
+        return negotiation.json_response({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                          "status": "Success", "code": 201}, 201)

@@ -1,0 +1,36 @@
+"""WithAuthentication: run the union authenticator; a failure is 401 ``Unauthorized``, never anonymous.
+
+The Authorization header is consumed here (as the real filter does) so no handler can forward it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from miniapi.authn.base import AuthenticationError, Authenticator, Credentials
+from miniapi.errors import unauthorized
+from miniapi.tlsconfig import peer_certs_of
+
+log = logging.getLogger("miniapi.authn")
+
+
+def with_authentication(authenticator: Authenticator):  # type: ignore[no-untyped-def]
+    @web.middleware
+    async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        creds = Credentials(request.headers.get("Authorization"), peer_certs_of(request))
+        try:
+            resp = await authenticator.authenticate(creds)
+        except AuthenticationError as exc:
+            request["authn_error"] = str(exc)
+            log.info("authentication failed: %s %s from %s: %s", request.method, request.path,
+                     request.remote, exc)
+            raise unauthorized() from None
+        if resp is None:
+            raise unauthorized()
+        request["auth"] = resp
+        request["user"] = resp.user
+        return await handler(request)
+
+    return middleware

