@@ -1,27 +1,30 @@
 """A self-signed serving certificate for when --tls-cert-file is not given (as kube-apiserver does:
-``apiserver.crt``/``apiserver.key`` in ``--cert-dir``)."""
+``apiserver.crt``/``apiserver.key`` in ``--cert-dir``); written through pki.files, the one disk writer."""
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
 import os
+from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from pki.files import write_cert, write_key
 
 
 def ensure_self_signed(cert_dir: str, host: str) -> tuple[str, str]:
     cert_path, key_path = os.path.join(cert_dir, "apiserver.crt"), os.path.join(cert_dir, "apiserver.key")
     if os.path.exists(cert_path) and os.path.exists(key_path):
         return cert_path, key_path
-    os.makedirs(cert_dir, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{host}@{int(dt.datetime.now().timestamp())}")])
     now = dt.datetime.now(dt.timezone.utc)
-    sans: list[x509.GeneralName] = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{host}@{int(now.timestamp())}")])
+    sans: list[x509.GeneralName] = [x509.DNSName("localhost"),
+                                    x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
     try:
         sans.append(x509.IPAddress(ipaddress.ip_address(host)))
     except ValueError:
@@ -32,13 +35,6 @@ def ensure_self_signed(cert_dir: str, host: str) -> tuple[str, str]:
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .sign(key, hashes.SHA256()))
-    tmp = key_path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
-    os.replace(tmp, key_path)
-    with open(cert_path + ".tmp", "wb") as f:
-        f.write(cert.public_bytes(serialization.Encoding.PEM))
-    os.replace(cert_path + ".tmp", cert_path)
+    write_key(Path(key_path), key)
+    write_cert(Path(cert_path), cert)
     return cert_path, key_path

@@ -12,20 +12,21 @@ import asyncio
 import ipaddress
 import logging
 import os
-import re
 import ssl
 from typing import Any
 
 from aiohttp import web
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from miniapi import errors, tlsconfig
 from miniapi.audit import AuditLog
-from miniapi.authn.anonymous import AnonymousAuthenticator
 from miniapi.authn.base import Authenticator
 from miniapi.authn.bootstrap import BootstrapTokenAuthenticator
-from miniapi.authn.serviceaccount import ServiceAccountAuthenticator, ServiceAccountTokenIssuer
+from miniapi.authn.serviceaccount import (
+    ServiceAccountAuthenticator,
+    ServiceAccountTokenIssuer,
+    load_public_keys,
+)
 from miniapi.authn.tokenfile import TokenFileAuthenticator
 from miniapi.authn.union import UnionAuthenticator
 from miniapi.authn.x509 import X509Authenticator
@@ -39,23 +40,9 @@ from miniapi.store import open_store
 log = logging.getLogger("miniapi")
 
 
-_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z ]+)-----.+?-----END \1-----\s*", re.S)
-
-
 def _load_public_keys(paths: list[str]) -> list[Any]:
-    """Every key in the PEM files of --service-account-key-file: public keys, private keys (their
-    public half) and certificates (their subject key)."""
-    keys: list[Any] = []
-    for path in paths:
-        for match in _PEM_BLOCK.finditer(open(path, "rb").read()):
-            label, pem = match.group(1), match.group(0)
-            if label.endswith(b"PRIVATE KEY"):
-                keys.append(serialization.load_pem_private_key(pem, None).public_key())
-            elif label == b"CERTIFICATE":
-                keys.append(x509.load_pem_x509_certificate(pem).public_key())
-            else:
-                keys.append(serialization.load_pem_public_key(pem))
-    return keys
+    """Every key in the PEM files of --service-account-key-file (public, private or certificate)."""
+    return [key for path in paths for key in load_public_keys(open(path, "rb").read())]
 
 
 class APIServer:

@@ -1,10 +1,10 @@
 """``minipki`` / ``python -m pki``: the kubeadm-shaped command line over the pki package.
 
-    minipki init --dir _run/pki --node node1=127.0.0.1     # kubeadm init phase certs + kubeconfig
-    minipki inspect _run/pki/pki/apiserver.crt --ca _run/pki/pki/ca.crt
-    minipki check-expiration --dir _run/pki               # kubeadm certs check-expiration
-    minipki kubeconfig --dir _run/pki --user bob --group dev -o bob.conf   # kubeadm kubeconfig user
-    minipki sign-csr req.pem --dir _run/pki --signer-name kubernetes.io/kube-apiserver-client
+    minipki init --dir _run --node node1=127.0.0.1     # kubeadm init phase certs + kubeconfig
+    minipki inspect _run/pki/apiserver.crt --ca _run/pki/ca.crt
+    minipki check-expiration --dir _run               # kubeadm certs check-expiration
+    minipki kubeconfig --dir _run --user bob --group dev -o bob.conf   # kubeadm kubeconfig user
+    minipki sign-csr req.pem --dir _run --signer-name kubernetes.io/kube-apiserver-client
 
 User errors (missing files, malformed PEM, refused CSRs) print one line and exit 1; argparse usage
 errors exit 2.

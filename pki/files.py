@@ -1,6 +1,6 @@
 """The only module that writes to disk: kubeadm's file names and modes, written atomically.
 
-Layout under DIR (default ``./_run/pki``); DIR plays the control plane's ``/etc/kubernetes``, and
+Layout under DIR (default ``./_run``); DIR plays the control plane's ``/etc/kubernetes``, and
 each ``nodes/NAME`` plays one node's ``/etc/kubernetes`` + ``/var/lib/kubelet/pki``, so a node
 container mounts only its own directory::
 
@@ -41,7 +41,7 @@ from pki.kubeconfig import ClientCertData, ClientCertFiles, ClientConfig, client
 from pki.kubeconfig import load_kubeconfig as parse_kubeconfig
 from pki.pem import dump_cert_pem, dump_key_pem, dump_public_key_pem, load_cert_pem, load_key_pem
 
-DEFAULT_DIR = Path("_run/pki")
+DEFAULT_DIR = Path("_run")
 PRIVATE_MODE = 0o600
 PUBLIC_MODE = 0o644
 

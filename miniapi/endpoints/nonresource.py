@@ -57,7 +57,8 @@ class NonResource:
         if path == "/.well-known/openid-configuration":
             return negotiation.json_response(openid_configuration(
                 self.server.config.service_account_issuers[0],
-                self.server.config.service_account_issuers[0].rstrip("/") + "/openid/v1/jwks"))
+                self.server.config.service_account_issuers[0].rstrip("/") + "/openid/v1/jwks",
+                self.server.sa_public_keys))
         if path == "/openid/v1/jwks":
             return negotiation.json_response(jwks(self.server.sa_public_keys),
                                              content_type="application/jwk-set+json")

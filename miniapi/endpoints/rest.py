@@ -7,7 +7,8 @@ write, as in k8s.io/apiserver/pkg/endpoints/handlers:
    URL;
 2. namespace lifecycle: the namespace must exist and not be terminating;
 3. strategy.prepare_* (defaults, server-owned fields, admission), then strategy.validate* -> 422;
-4. the store write with optimistic concurrency (409 Conflict on a stale resourceVersion);
+4. the store write with optimistic concurrency (409 Conflict on a stale resourceVersion); an update
+   that changes nothing is not written and keeps its resourceVersion (GuaranteedUpdate's no-op check);
 5. ``dryRun=All`` stops before step 4 and answers as if written.
 """
 
@@ -22,7 +23,14 @@ from aiohttp import web
 from miniapi import errors
 from miniapi.endpoints import negotiation
 from miniapi.endpoints.objects import (
-    Filter, decode_continue, encode_continue, parse_int, sort_key, store_errors, with_type)
+    Filter,
+    decode_continue,
+    encode_continue,
+    parse_int,
+    sort_key,
+    store_errors,
+    with_type,
+)
 from miniapi.printers import table_for, table_include_object, wants_table
 from miniapi.registry.base import Ctx, Obj, Strategy, keep_immutable_metadata, now_rfc3339, stamp_new
 from miniapi.resources import ResourceType
@@ -34,7 +42,7 @@ if TYPE_CHECKING:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class RestHandlers:
@@ -168,6 +176,8 @@ class RestHandlers:
                                                new["metadata"].get("resourceVersion") or None)
             await strategy.after_delete(ctx, gone)
             return self.respond(request, rt, gone)
+        if new == {**old, "apiVersion": rt.api_version, "kind": rt.kind}:
+            return self.respond(request, rt, old)  # a no-op write is not stored: same resourceVersion
         with store_errors(rt, info.name):
             stored = await self.store.update(rt.key, new)
         return self.respond(request, rt, stored)

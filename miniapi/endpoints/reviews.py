@@ -2,7 +2,8 @@
 
 1. ``serviceaccounts/NAME/token`` (TokenRequest) signs a bound JWT: the service account must exist;
    ``expirationSeconds`` defaults to 3600 and may not be under 600; audiences default to
-   ``--api-audiences``; a ``boundObjectRef`` (Pod, Secret, Node) must exist and match its uid.
+   ``--api-audiences``; a ``boundObjectRef`` (Pod, Secret, Node) must exist and match its uid, and a
+   bound Pod must run as that service account.
 2. TokenReview runs the bearer-token authenticators (never anonymous) on ``spec.token``.
 3. SubjectAccessReview / LocalSubjectAccessReview ask the authorizer about ``spec.user``;
    SelfSubjectAccessReview about the caller; SelfSubjectRulesReview lists the caller's rules.
@@ -71,20 +72,20 @@ class Reviews:
         if not isinstance(audiences, list) or not all(isinstance(a, str) and a for a in audiences):
             raise errors.invalid("TokenRequest", info.name, [cause("spec.audiences", "Invalid value: "
                                  "audiences must be non-empty strings")], "authentication.k8s.io")
-        bound = await self._bound_object(spec.get("boundObjectRef"), info.namespace)
+        bound = await self._bound_object(spec.get("boundObjectRef"), info.namespace, info.name)
         token, expires = self.server.issuer.issue(
             namespace=info.namespace, sa_name=info.name, sa_uid=sa["metadata"].get("uid", ""),
             audiences=audiences, expiration_seconds=seconds, **bound)
         spec = {"audiences": audiences, "expirationSeconds": seconds,
                 "boundObjectRef": spec.get("boundObjectRef")}
-        status = {"token": token, "expirationTimestamp": expires.astimezone(dt.timezone.utc)
+        status = {"token": token, "expirationTimestamp": expires.astimezone(dt.UTC)
                   .strftime("%Y-%m-%dT%H:%M:%SZ")}
         meta = {"name": info.name, "namespace": info.namespace,
-                "creationTimestamp": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+                "creationTimestamp": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
         return negotiation.json_response({"kind": "TokenRequest", "apiVersion": AUTHN, "metadata": meta,
                                           "spec": spec, "status": status}, 201)
 
-    async def _bound_object(self, ref: Any, namespace: str) -> dict[str, Any]:
+    async def _bound_object(self, ref: Any, namespace: str, sa_name: str) -> dict[str, Any]:
         if not ref:
             return {}
         if not isinstance(ref, dict) or ref.get("kind") not in ("Pod", "Secret", "Node"):
@@ -96,6 +97,9 @@ class Reviews:
             obj = await self.server.store.get(key, "" if kind == "Node" else namespace, name)
         except NotFound:
             raise errors.not_found(key, name) from None
+        if kind == "Pod" and (obj.get("spec") or {}).get("serviceAccountName") != sa_name:
+            raise errors.bad_request(f'cannot bind token for serviceaccount "{sa_name}" to pod running with '
+                                     "different serviceaccount name.")
         uid = obj["metadata"].get("uid", "")
         if ref.get("uid") and ref["uid"] != uid:
             raise errors.conflict(key, name, f"the UID in the bound object reference ({ref['uid']}) does "
@@ -211,7 +215,7 @@ class Reviews:
 
     async def self_subject_review(self, request: web.Request) -> web.Response:
         await negotiation.read_body(request)
-        now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return negotiation.json_response({
             "kind": "SelfSubjectReview", "apiVersion": AUTHN, "metadata": {"creationTimestamp": now},
             "status": {"userInfo": request["user"].to_json()}}, 201)

@@ -50,7 +50,7 @@ class _Encoder:
     def line(self, kind: str, obj: dict[str, Any]) -> bytes:
         with_type(self.rt, obj)
         if self.table and kind != "BOOKMARK" and kind != "ERROR":
-            obj = table_for(self.rt, [obj], dt.datetime.now(dt.timezone.utc), self.include,
+            obj = table_for(self.rt, [obj], dt.datetime.now(dt.UTC), self.include,
                             with_headers=self.first)
             self.first = False
         return json.dumps({"type": kind, "object": obj}, separators=(",", ":")).encode() + b"\n"
@@ -115,7 +115,7 @@ async def serve_watch(server: APIServer, request: web.Request, rt: ResourceType)
         while (left := deadline - loop.time()) > 0:
             try:
                 item = await asyncio.wait_for(queue.get(), min(left, BOOKMARK_EVERY))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if bookmarks and deadline - loop.time() > 0:
                     await resp.write(enc.line("BOOKMARK", _bookmark(rt, max(last, server.store.revision))))
                 continue

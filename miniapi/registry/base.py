@@ -41,7 +41,7 @@ _LABEL_MSG = ("a lowercase RFC 1123 label must consist of lower case alphanumeri
 
 
 def now_rfc3339() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def cause(field: str, message: str, reason: str = "FieldValueInvalid") -> Cause:

@@ -21,8 +21,7 @@ import ipaddress
 from typing import Any
 
 from miniapi import errors
-from miniapi.registry.base import (
-    Cause, Ctx, Obj, Strategy, cause, invalid_value, name_rule_label, required)
+from miniapi.registry.base import Cause, Ctx, Obj, Strategy, cause, invalid_value, name_rule_label, required
 from miniapi.store import NotFound
 
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")

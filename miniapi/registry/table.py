@@ -6,7 +6,13 @@ from miniapi import resources
 from miniapi.registry.base import Strategy, name_rule_path_segment
 from miniapi.registry.certificates import CSRStrategy
 from miniapi.registry.core import (
-    ConfigMapStrategy, NamespaceStrategy, NodeStrategy, PodStrategy, SecretStrategy, ServiceStrategy)
+    ConfigMapStrategy,
+    NamespaceStrategy,
+    NodeStrategy,
+    PodStrategy,
+    SecretStrategy,
+    ServiceStrategy,
+)
 from miniapi.registry.rbac import RBACStrategy
 
 _SPECIAL: dict[str, type[Strategy]] = {
