@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from miniapi import resources
 from miniapi.authz.policy import ensure_default_policy
 from miniapi.registry.base import stamp_new
-from miniapi.store import AlreadyExists, NotFound
+from miniapi.store import AlreadyExists, NotFound, Obj, Store
 
 if TYPE_CHECKING:
     from miniapi.server import APIServer
@@ -43,7 +43,7 @@ class Bootstrap:
             await self.populate_namespace(ns_obj["metadata"]["name"])
         await ensure_default_policy(store)
 
-    async def _create(self, store, key: str, obj: dict) -> None:  # type: ignore[no-untyped-def]
+    async def _create(self, store: Store, key: str, obj: Obj) -> None:
         stamp_new(obj)
         try:
             await store.create(key, obj)

@@ -141,7 +141,7 @@ def _condition(status: Obj, ctype: str) -> str | None:
 
 def _exit_reason(term: Obj, prefix: str = "") -> str:
     if term.get("reason"):
-        return prefix + term["reason"]
+        return prefix + str(term["reason"])
     if term.get("signal"):
         return f"{prefix}Signal:{term['signal']}"
     return f"{prefix}ExitCode:{term.get('exitCode', 0)}"

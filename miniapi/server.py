@@ -111,7 +111,7 @@ class APIServer:
         site = web.TCPSite(self.runner, cfg.bind_address, cfg.secure_port, ssl_context=self.ssl_context(),
                            backlog=512, reuse_address=True)
         await site.start()
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        sockets = getattr(site._server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else cfg.secure_port
         host = cfg.bind_address if cfg.bind_address not in ("0.0.0.0", "::") else "127.0.0.1"
         self.url = f"https://{host}:{self.port}"

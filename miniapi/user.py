@@ -48,11 +48,13 @@ class UserInfo:
     @classmethod
     def from_json(cls, data: Mapping[str, object]) -> UserInfo:
         extra = data.get("extra") or {}
-        assert isinstance(extra, Mapping)
+        groups = data.get("groups") or ()
+        if not isinstance(extra, Mapping) or not isinstance(groups, list | tuple):
+            raise ValueError("groups must be a list and extra a map of lists")
         return cls(
             name=str(data.get("username") or data.get("user") or ""),
             uid=str(data.get("uid") or ""),
-            groups=tuple(str(g) for g in (data.get("groups") or ())),  # type: ignore[union-attr]
+            groups=tuple(str(g) for g in groups),
             extra={str(k): tuple(str(x) for x in v) for k, v in extra.items()},
         )
 

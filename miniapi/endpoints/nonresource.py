@@ -83,7 +83,7 @@ class NonResource:
 
     def discovery_group(self, path: str) -> web.Response:
         parts = path.strip("/").split("/")
-        doc: dict | None
+        doc: dict[str, object] | None
         if parts[0] == "api" and len(parts) == 2 and parts[1] == "v1":
             doc = discovery.api_resource_list("", "v1")
         elif parts[0] == "apis" and len(parts) == 2:

@@ -85,7 +85,7 @@ def parse_rv(value: str | None) -> int | None:
     if value in (None, ""):
         return None
     try:
-        rv = int(value)  # type: ignore[arg-type]
+        rv = int(value)
     except ValueError:
         raise errors.bad_request(f'resourceVersion: Invalid value: "{value}": must be an integer') from None
     if rv < 0:

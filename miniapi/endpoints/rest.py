@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from miniapi.server import APIServer
 
 
+Causes = list[dict[str, str]]
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -128,7 +131,7 @@ class RestHandlers:
             raise errors.forbidden(f"unable to create new content in namespace {namespace} because it is "
                                    "being terminated", rt.resource, "", rt.group)
 
-    def invalid_if(self, rt: ResourceType, name: str, causes: list[dict[str, str]]) -> None:
+    def invalid_if(self, rt: ResourceType, name: str, causes: Causes) -> None:
         if causes:
             raise errors.invalid(rt.kind, name, causes, rt.group)
 

@@ -136,7 +136,7 @@ async def serve_watch(server: APIServer, request: web.Request, rt: ResourceType)
         with contextlib.suppress(BaseException):
             await pump
         with contextlib.suppress(BaseException):
-            await events.aclose()  # type: ignore[attr-defined]
+            await events.aclose()
     with contextlib.suppress(ConnectionResetError, RuntimeError):
         await resp.write_eof()
     return resp

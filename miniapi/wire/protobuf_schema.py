@@ -2,7 +2,7 @@
 
 Each message maps a field number to a :class:`Field`: the JSON name, the wire type family, and
 for nested values the message name. Numbers are copied from the generated.proto files of
-k8s.io/api (core/v1, certificates/v1, authorization/v1, authentication/v1) and
+k8s.io/api (core/v1, certificates/v1, authorization/v1, authentication/v1, rbac/v1) and
 k8s.io/apimachinery (pkg/apis/meta/v1, pkg/runtime), checked against bodies captured from
 kubectl v1.37.1 (``tests/unit/wire/fixtures/kubectl_bodies.json``).
 
@@ -123,9 +123,22 @@ MESSAGES: dict[str, dict[int, Field]] = {
                                         2: _f("certificate", BYTES)},
     "CertificateSigningRequestCondition": {1: _f("type"), 6: _f("status"), 2: _f("reason"), 3: _f("message"),
                                            4: _f("lastUpdateTime", TIME), 5: _f("lastTransitionTime", TIME)},
+    # k8s.io/api/rbac/v1 (kubectl create role|rolebinding|clusterrole|clusterrolebinding)
+    "Role": {**_META, 2: _f("rules", "PolicyRule", rep=True)},
+    "ClusterRole": {**_META, 2: _f("rules", "PolicyRule", rep=True),
+                    3: _f("aggregationRule", "AggregationRule", ptr=True)},
+    "PolicyRule": {1: _f("verbs", rep=True), 2: _f("apiGroups", rep=True), 3: _f("resources", rep=True),
+                   4: _f("resourceNames", rep=True), 5: _f("nonResourceURLs", rep=True)},
+    "AggregationRule": {1: _f("clusterRoleSelectors", "LabelSelector", rep=True)},
+    "LabelSelector": {1: _map("matchLabels"), 2: _f("matchExpressions", "LabelSelectorRequirement", rep=True)},
+    "LabelSelectorRequirement": {1: _f("key"), 2: _f("operator"), 3: _f("values", rep=True)},
+    "RoleBinding": {**_META, 2: _f("subjects", "Subject", rep=True), 3: _f("roleRef", "RoleRef")},
+    "Subject": {1: _f("kind"), 2: _f("apiGroup"), 3: _f("name"), 4: _f("namespace")},
+    "RoleRef": {1: _f("apiGroup"), 2: _f("kind"), 3: _f("name")},
 }
 
 _AUTHN, _AUTHZ, _CERTS = "authentication.k8s.io/v1", "authorization.k8s.io/v1", "certificates.k8s.io/v1"
+_RBAC = "rbac.authorization.k8s.io/v1"
 
 # (apiVersion, kind) of the runtime.Unknown envelope -> top-level message name.
 KINDS: dict[tuple[str, str], str] = {
@@ -143,4 +156,8 @@ KINDS: dict[tuple[str, str], str] = {
     (_AUTHZ, "LocalSubjectAccessReview"): "SubjectAccessReview",
     (_AUTHZ, "SelfSubjectRulesReview"): "SelfSubjectRulesReview",
     (_CERTS, "CertificateSigningRequest"): "CertificateSigningRequest",
+    (_RBAC, "Role"): "Role",
+    (_RBAC, "ClusterRole"): "ClusterRole",
+    (_RBAC, "RoleBinding"): "RoleBinding",
+    (_RBAC, "ClusterRoleBinding"): "RoleBinding",
 }
