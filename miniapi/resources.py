@@ -53,6 +53,7 @@ RBAC = "rbac.authorization.k8s.io"
 CERTS = "certificates.k8s.io"
 AUTHN = "authentication.k8s.io"
 AUTHZ = "authorization.k8s.io"
+COORD = "coordination.k8s.io"
 
 _STATUS = ("get", "patch", "update")
 
@@ -75,6 +76,7 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "secrets", "Secret", True, "secret"),
     ResourceType("", "v1", "configmaps", "ConfigMap", True, "configmap", ("cm",)),
     ResourceType("", "v1", "events", "Event", True, "event", ("ev",)),
+    ResourceType(COORD, "v1", "leases", "Lease", True, "lease"),
     ResourceType(CERTS, "v1", "certificatesigningrequests", "CertificateSigningRequest", False,
                  "certificatesigningrequest", ("csr",), STANDARD_VERBS,
                  (Subresource("approval", "CertificateSigningRequest", _STATUS, CERTS),
@@ -97,7 +99,7 @@ RESOURCES: tuple[ResourceType, ...] = (
                  "localsubjectaccessreview", (), CREATE_ONLY, stored=False),
 )
 
-GROUPS: tuple[str, ...] = ("", AUTHN, AUTHZ, CERTS, RBAC)
+GROUPS: tuple[str, ...] = ("", AUTHN, AUTHZ, CERTS, COORD, RBAC)
 
 _BY_GROUP_RESOURCE = {(r.group, r.resource): r for r in RESOURCES}
 _BY_KEY = {r.key: r for r in RESOURCES}

@@ -11,7 +11,7 @@ from miniapi import openapi
 from miniapi.resources import RESOURCES, ResourceType
 
 GV_PATHS = ["api/v1", "apis/authentication.k8s.io/v1", "apis/authorization.k8s.io/v1",
-            "apis/certificates.k8s.io/v1", "apis/rbac.authorization.k8s.io/v1"]
+            "apis/certificates.k8s.io/v1", "apis/coordination.k8s.io/v1", "apis/rbac.authorization.k8s.io/v1"]
 
 
 def _ops(doc: dict[str, Any], method: str) -> list[dict[str, Any]]:
