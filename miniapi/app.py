@@ -26,6 +26,7 @@ from miniapi.filters.authentication import with_authentication
 from miniapi.filters.authorization import with_authorization
 from miniapi.filters.errors import with_panic_recovery
 from miniapi.filters.requestinfo import with_request_info
+from miniapi.registry.base import name_rule_path_segment
 from miniapi.requestinfo import RequestInfo
 from miniapi.resources import ResourceType, lookup, versions_of
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from miniapi.server import APIServer
 
 MAX_REQUEST_BYTES = 3 * 1024 * 1024  # the real apiserver's request size limit
+MAX_HEADER_BYTES = 1 << 20  # kube-apiserver's http.Server MaxHeaderBytes: long URLs still get a Status
 
 
 def _no_route() -> errors.ApiError:
@@ -52,6 +54,10 @@ class Router:
         rt = lookup(info.api_group, info.resource)
         if rt is None or info.api_version not in versions_of(info.api_group):
             raise _no_route()
+        if "" in info.path.removesuffix("/")[1:].split("/"):  # /api/v1/namespaces//pods: no route
+            raise _no_route()
+        if info.name and (why := name_rule_path_segment(info.name)):  # the registry's key func
+            raise errors.bad_request(f'Name parameter invalid: "{info.name}": {why}')
         if not rt.namespaced and info.namespace and info.resource != "namespaces":
             raise _no_route()
         if len(info.parts) > 3 or (info.subresource and rt.subresource(info.subresource) is None):
@@ -71,6 +77,8 @@ class Router:
         verb = info.verb
         if rt.namespaced and not info.namespace and verb not in ("list", "watch"):
             raise _no_route()
+        if verb not in rt.verbs:  # e.g. no deletecollection of namespaces: no route for that method
+            raise errors.method_not_allowed()
         if verb == "get":
             return await self.rest.get(request, rt)
         if verb == "list":
@@ -132,6 +140,6 @@ def build_app(server: APIServer) -> web.Application:
         with_authorization(server.authorizer),            # WithAuthorization
     ]
     app = web.Application(middlewares=middlewares, client_max_size=MAX_REQUEST_BYTES,
-                          handler_args={"max_field_size": 16384})
+                          handler_args={"max_field_size": 16384, "max_line_size": MAX_HEADER_BYTES})
     app.router.add_route("*", "/{tail:.*}", Router(server))
     return app

@@ -7,10 +7,14 @@
    until a controller-manager process takes these duties over.
 3. The default RBAC policy (cluster roles and bindings, ``rbac/bootstrap-roles`` post-start hook).
 4. Deleting a namespace deletes everything in it (namespace controller, inline).
+5. Service ``default/kubernetes`` (the apiserver's own kubernetesservice controller): ClusterIP = the
+   first address of ``--service-cluster-ip-range``, port 443 -> ``--secure-port``; and its Endpoints,
+   when the advertised address is known and routable (an Endpoints address may not be loopback).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from typing import TYPE_CHECKING
 
@@ -42,6 +46,7 @@ class Bootstrap:
         for ns_obj in namespaces:
             await self.populate_namespace(ns_obj["metadata"]["name"])
         await ensure_default_policy(store)
+        await self.ensure_kubernetes_service()
 
     async def _create(self, store: Store, key: str, obj: Obj) -> None:
         stamp_new(obj)
@@ -67,6 +72,28 @@ class Bootstrap:
                                  "distributions of Kubernetes clusters.")}},
                 "data": {"ca.crt": ca}})
 
+    async def ensure_kubernetes_service(self) -> None:
+        cfg, store = self.server.config, self.server.store
+        net = ipaddress.ip_network(cfg.service_cluster_ip_range)
+        ip, family = str(net[1]), f"IPv{net.version}"
+        port = cfg.secure_port or 6443
+        await self._create(store, "services", {
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"type": "ClusterIP", "clusterIP": ip, "clusterIPs": [ip], "sessionAffinity": "None",
+                     "ipFamilies": [family], "ipFamilyPolicy": "SingleStack", "internalTrafficPolicy": "Cluster",
+                     "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]},
+            "status": {"loadBalancer": {}}})
+        address = _advertised(cfg.advertise_address or cfg.bind_address)
+        if address:
+            await self._create(store, "endpoints", {
+                "apiVersion": "v1", "kind": "Endpoints",
+                "metadata": {"name": "kubernetes", "namespace": "default",
+                             "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+                "subsets": [{"addresses": [{"ip": address}],
+                             "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]})
+
     async def empty_namespace(self, namespace: str) -> None:
         store = self.server.store
         for rt in resources.RESOURCES:
@@ -79,3 +106,12 @@ class Bootstrap:
                 except NotFound:
                     pass
         log.info("namespace %s emptied", namespace)
+
+
+def _advertised(address: str) -> str | None:
+    """The address to publish in Endpoints, or None when it is unset, a wildcard or loopback."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    return None if ip.is_unspecified or ip.is_loopback else str(ip)

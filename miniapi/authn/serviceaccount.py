@@ -25,6 +25,11 @@ order (jwt.go, then claims.go's validator):
 8. User ``system:serviceaccount:NS:NAME``, uid = SA uid, groups ``system:serviceaccounts`` and
    ``system:serviceaccounts:NS``, extra pod-name/pod-uid/node-name/node-uid/credential-id (JTI=...).
 
+Rules 1-3 depend only on the token and the fixed keys and issuers, so their outcome for a token that
+passed is remembered (at most :data:`CACHE_SIZE` tokens, by SHA-256, never the token itself): a
+service account's every request costs no signature check, while rules 4-8 (times, audiences, the
+live ServiceAccount / Pod / Secret / Node) still run on every request. Failures are not remembered.
+
 Legacy Secret-based tokens (iss ``kubernetes/serviceaccount``) are not supported.
 """
 
@@ -58,6 +63,7 @@ LEEWAY = dt.timedelta(minutes=1)  # go-jose jwt.DefaultLeeway
 EXTRA_PREFIX = "authentication.kubernetes.io/"
 INVALIDATED = "service account token has been invalidated"
 _JWS = jwt.PyJWS()
+CACHE_SIZE = 4096  # tokens whose signature checked out; the oldest is dropped first
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.+?-----END \1-----\s*", re.S)
 
 
@@ -181,6 +187,7 @@ class ServiceAccountAuthenticator:
         self._keys = tuple(_VerifyKey(k, key_id(k), verify_algorithms(k)) for k in public_keys)
         self.issuers, self.api_audiences = frozenset(issuers), tuple(api_audiences)
         self._store, self._clock = store, clock
+        self._verified: dict[bytes, dict[str, Any]] = {}  # SHA-256(token) -> claims, read-only
 
     async def authenticate(self, creds: Credentials) -> AuthResponse | None:
         token = creds.bearer_token
@@ -189,9 +196,26 @@ class ServiceAccountAuthenticator:
     async def authenticate_token(self, token: str,
                                  audiences: Sequence[str] | None = None) -> AuthResponse | None:
         """TokenReview's entry point too: ``audiences`` are the requested ones (default: api audiences)."""
+        claims = self._claims(token)
+        if claims is None:
+            return None  # rule 1
+        granted = self._check_audiences(claims.get("aud"), audiences or self.api_audiences)
+        now = self._clock()
+        _check_times(claims, now)
+        user = await self._validate_objects(claims, now)
+        return AuthResponse(user=user, audiences=granted, authenticator=self.name)
+
+    def _claims(self, token: str) -> dict[str, Any] | None:
+        """Rules 1-3: None if not mine, the verified claims, or AuthenticationError."""
+        if token.count(".") != 2:
+            return None  # not a three-part JWT
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        claims = self._verified.get(digest)
+        if claims is not None:
+            return claims
         issuer = _peek(token, 1).get("iss")
         if not isinstance(issuer, str) or issuer not in self.issuers:
-            return None  # rule 1
+            return None
         header = _peek(token, 0)
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in ALLOWED_ALGORITHMS:
@@ -199,11 +223,10 @@ class ServiceAccountAuthenticator:
         claims = self._verified_claims(token, header.get("kid"))
         if claims.get("iss") != issuer:
             raise AuthenticationError(f"token issuer {json.dumps(claims.get('iss'))} is invalid")
-        granted = self._check_audiences(claims.get("aud"), audiences or self.api_audiences)
-        now = self._clock()
-        _check_times(claims, now)
-        user = await self._validate_objects(claims, now)
-        return AuthResponse(user=user, audiences=granted, authenticator=self.name)
+        if len(self._verified) >= CACHE_SIZE:
+            del self._verified[next(iter(self._verified))]
+        self._verified[digest] = claims
+        return claims
 
     def _verified_claims(self, token: str, kid: object) -> dict[str, Any]:
         """Rule 3: the payload of the first key whose signature checks out."""

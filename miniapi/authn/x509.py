@@ -17,6 +17,12 @@ them for the real apiserver (``--client-ca-file``):
    Organization values in order, the uid is empty. A verified certificate without a CN is not mine.
 
 Errors read ``verifying certificate SN=..., SKID=..., AKID=... failed: <x509 error>`` like the real one.
+
+Verified chains are remembered (at most :data:`CACHE_SIZE`, keyed by the DER bytes the client sent):
+the outcome of rules 2-5 depends only on those bytes, the fixed CA set and the time, and a chain that
+verified at one instant verifies at every instant inside the validity windows of all its certificates.
+So a success is reused while the clock stays inside that intersection, and is re-verified from scratch
+outside it; failures are never remembered, so their messages stay exact.
 Chain building uses ``cryptography.x509.verification`` with Go-like extension policies: issuers need
 basicConstraints CA, nothing else is required of either side (no SAN, AKI or keyUsage), rule 4 is ours.
 """
@@ -43,6 +49,7 @@ _EE_POLICY = verification.ExtensionPolicy.permit_all()
 # What cryptography raises for certificates it cannot decode (lazily: names, extensions, algorithms).
 _MALFORMED = (ValueError, x509.InvalidVersion, x509.DuplicateExtension, x509.UnsupportedGeneralNameType,
               UnsupportedAlgorithm)
+CACHE_SIZE = 1024  # verified chains kept; the oldest is dropped first
 
 
 def _utcnow() -> dt.datetime:
@@ -65,6 +72,8 @@ class X509Authenticator:
             raise ValueError("X509Authenticator needs at least one client CA certificate")
         self._store = verification.Store(list(ca_certs))
         self._clock = clock
+        # DER chain -> (notBefore, notAfter) of the whole verified chain, and its user
+        self._verified: dict[tuple[bytes, ...], tuple[dt.datetime, dt.datetime, UserInfo | None]] = {}
 
     async def authenticate(self, creds: Credentials) -> AuthResponse | None:
         if not creds.peer_certs:
@@ -74,14 +83,19 @@ class X509Authenticator:
 
     def verify(self, peer_certs: Sequence[bytes]) -> UserInfo | None:
         """Rules 2-5 on a DER chain (leaf first); raise AuthenticationError or return the user."""
+        key, now = tuple(peer_certs), self._clock()
+        hit = self._verified.pop(key, None)
+        if hit is not None and hit[0] <= now <= hit[1]:
+            self._verified[key] = hit  # most recently used last
+            return hit[2]
         with warnings.catch_warnings():  # e.g. "serial number wasn't positive": the client's problem
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-            return self._verify(peer_certs)
+            return self._verify(key, now)
 
-    def _verify(self, peer_certs: Sequence[bytes]) -> UserInfo | None:
+    def _verify(self, peer_certs: tuple[bytes, ...], now: dt.datetime) -> UserInfo | None:
         try:
             chain = [x509.load_der_x509_certificate(der) for der in peer_certs]
-            leaf, now = chain[0], self._clock()
+            leaf = chain[0]
             try:
                 self._check_validity(leaf, now)
                 verified = self._build_chain(leaf, chain[1:], now)
@@ -89,9 +103,20 @@ class X509Authenticator:
             except AuthenticationError as e:
                 raise AuthenticationError(
                     f"verifying certificate {certificate_identifier(leaf)} failed: {e}") from e
-            return user_of(leaf)
+            user = user_of(leaf)
         except _MALFORMED as e:
             raise AuthenticationError("x509: malformed certificate") from e
+        self._remember(peer_certs, verified, user)
+        return user
+
+    def _remember(self, key: tuple[bytes, ...], verified: Sequence[x509.Certificate],
+                  user: UserInfo | None) -> None:
+        """Keep a success for as long as every certificate of its verified chain is valid."""
+        not_before = max(c.not_valid_before_utc for c in verified)
+        not_after = min(c.not_valid_after_utc for c in verified)
+        if len(self._verified) >= CACHE_SIZE:
+            del self._verified[next(iter(self._verified))]
+        self._verified[key] = (not_before, not_after, user)
 
     @staticmethod
     def _check_validity(leaf: x509.Certificate, now: dt.datetime) -> None:

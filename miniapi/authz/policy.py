@@ -22,8 +22,10 @@ Every object carries the label ``kubernetes.io/bootstrapping: rbac-defaults`` an
    ``system:kube-apiserver-to-kubelet`` (the "Kubernetes The Hard Way" role: nodes/proxy, stats, log,
    spec, metrics) bound to the apiserver's kubelet client cert user ``kube-apiserver-kubelet-client``.
 7. ``system:kube-controller-manager`` bound to the user of that name. Kube also runs each controller
-   under its own ``system:controller:*`` role; we fold in the certificate controller's (approve and
-   sign CSRs) instead.
+   under its own ``system:controller:*`` role; we fold in what our controllers need instead: the
+   certificate controller's (approve and sign CSRs), root-ca-cert-publisher's (write configmaps),
+   node-controller's (update nodes and nodes/status) and kube-scheduler's (pods/binding, pods/status),
+   since our scheduler runs inside the controller-manager.
 8. ``system:node-proxier`` -> ``system:kube-proxy``, ``system:monitoring`` -> group
    ``system:monitoring``, ``system:service-account-issuer-discovery`` -> ``system:serviceaccounts``.
 9. ``ensure_default_policy`` creates what is missing and reconciles existing objects whose autoupdate
@@ -208,6 +210,11 @@ def _controller_manager_rules() -> list[dict[str, list[str]]]:
         rule("update", CERTS, ("certificatesigningrequests/status", "certificatesigningrequests/approval")),
         rule("approve", CERTS, ("signers",), names=("kubernetes.io/kube-apiserver-client-kubelet",)),
         rule("sign", CERTS, ("signers",), names=SIGNERS),
+        # folded in from root-ca-cert-publisher, node-controller and (in-process) system:kube-scheduler
+        rule(("create", "update"), CORE, ("configmaps",)),
+        rule(("update", "patch"), CORE, ("nodes", "nodes/status")),
+        rule("create", CORE, ("pods/binding", "bindings")),
+        rule(("update", "patch"), CORE, ("pods/status",)),
     ]
 
 

@@ -75,10 +75,91 @@ def parse_int(query: Any, name: str, default: int | None = None, minimum: int = 
         number = int(value)
     except ValueError:
         raise errors.bad_request(f'invalid value for {name}: "{value}" is not an integer') from None
+    if number > _INT64_MAX:  # the Go side parses these query parameters as int64
+        raise errors.bad_request(f'invalid value for {name}: "{value}" is out of range')
     if number < minimum:
         raise errors.bad_request(f"{name}: Invalid value: {number}: must be greater than or equal to "
                                  f"{minimum}")
     return number
+
+
+_INT64_MAX = (1 << 63) - 1
+
+# kinds whose spec / status is a Go struct: any other JSON type fails to decode
+_SPEC_KINDS = ("Namespace", "Node", "Pod", "Service", "Lease", "CertificateSigningRequest")
+_STATUS_KINDS = ("Namespace", "Node", "Pod", "Service", "CertificateSigningRequest")
+_JSON_TYPES = {bool: "bool", str: "string", list: "array", dict: "object"}
+
+
+def _mismatch(value: Any, where: str, go_type: str) -> str:
+    found = _JSON_TYPES.get(type(value), "number")
+    return f"json: cannot unmarshal {found} into Go struct field {where} of type {go_type}"
+
+
+def _meta_decode_error(meta: Obj) -> str | None:
+    for key in ("name", "generateName", "namespace", "resourceVersion", "uid"):
+        if meta.get(key) is not None and not isinstance(meta[key], str):
+            return _mismatch(meta[key], f"ObjectMeta.metadata.{key}", "string")
+    for key in ("labels", "annotations"):
+        value = meta.get(key)
+        if value is not None and not isinstance(value, dict):
+            return _mismatch(value, f"ObjectMeta.metadata.{key}", "map[string]string")
+        for k, v in (value or {}).items():
+            if v is None:
+                value[k] = ""  # Go decodes null into a map[string]string as ""
+            elif not isinstance(v, str):
+                return _mismatch(v, f"ObjectMeta.metadata.{key}", "string")
+    finalizers, owners = meta.get("finalizers"), meta.get("ownerReferences")
+    if finalizers is not None and not (isinstance(finalizers, list)
+                                       and all(isinstance(f, str) for f in finalizers)):
+        return _mismatch(finalizers, "ObjectMeta.metadata.finalizers", "[]string")
+    if owners is not None and not (isinstance(owners, list) and all(isinstance(o, dict) for o in owners)):
+        return _mismatch(owners, "ObjectMeta.metadata.ownerReferences", "[]v1.OwnerReference")
+    return None
+
+
+def decode_error(kind: str, obj: Obj) -> str | None:
+    """What Go's JSON decoder says about a well-known field of the wrong JSON type (None: decodes).
+
+    The real apiserver decodes bodies into typed structs, so ``"labels": {"a": 1}`` or ``"spec": "x"``
+    fail before any validation runs (400, or 422 for a patch result)."""
+    meta = obj.get("metadata")
+    if meta is not None and not isinstance(meta, dict):
+        return _mismatch(meta, f"{kind}.metadata", "v1.ObjectMeta")
+    if meta and (why := _meta_decode_error(meta)):
+        return why
+    for key, kinds in (("spec", _SPEC_KINDS), ("status", _STATUS_KINDS)):
+        if kind in kinds and obj.get(key) is not None and not isinstance(obj[key], dict):
+            return _mismatch(obj[key], f"{kind}.{key}", f"v1.{kind}{key.title()}")
+    return None
+
+
+def delete_options_error(options: Obj) -> str | None:
+    """Type errors in a DeleteOptions body (as decode_error, for the fields a client may send)."""
+    typed = {"gracePeriodSeconds": (int, "int64"), "propagationPolicy": (str, "v1.DeletionPropagation"),
+             "orphanDependents": (bool, "bool"), "preconditions": (dict, "v1.Preconditions")}
+    for key, (want, go_type) in typed.items():
+        value = options.get(key)
+        if value is not None and (not isinstance(value, want) or (want is int and isinstance(value, bool))):
+            return _mismatch(value, f"DeleteOptions.{key}", go_type)
+    dry = options.get("dryRun")
+    if dry is not None and not (isinstance(dry, list) and all(isinstance(d, str) for d in dry)):
+        return _mismatch(dry, "DeleteOptions.dryRun", "[]string")
+    for key, value in (options.get("preconditions") or {}).items():
+        if value is not None and not isinstance(value, str):
+            return _mismatch(value, f"Preconditions.preconditions.{key}", "string")
+    return None
+
+
+def dry_run(values: list[str], options_kind: str) -> bool:
+    """``dryRun`` may only be ``All`` (ValidateDryRun): a typo must not turn into a real write."""
+    bad = [v for v in values if v != "All"]
+    if bad:
+        shown = ", ".join(f'"{v}"' for v in values)
+        raise errors.invalid(options_kind, "", [{
+            "reason": "FieldValueNotSupported", "field": "dryRun",
+            "message": f'Unsupported value: []string{{{shown}}}: supported values: "All"'}], "meta.k8s.io")
+    return bool(values)
 
 
 def parse_rv(value: str | None) -> int | None:

@@ -25,8 +25,12 @@ from miniapi.endpoints import negotiation
 from miniapi.endpoints.objects import (
     Filter,
     decode_continue,
+    decode_error,
+    delete_options_error,
+    dry_run,
     encode_continue,
     parse_int,
+    parse_rv,
     sort_key,
     store_errors,
     with_type,
@@ -57,8 +61,10 @@ class RestHandlers:
         return self.server.store
 
     def ctx(self, request: web.Request) -> Ctx:
-        dry = request.query.getall("dryRun", [])
-        return Ctx(self.server, request["user"], request["info"], dry_run="All" in dry)
+        info = request["info"]
+        options = _OPTIONS_KIND.get(info.verb, "DeleteOptions")
+        dry = dry_run(request.query.getall("dryRun", []), options)
+        return Ctx(self.server, request["user"], info, dry_run=dry)
 
     def respond(self, request: web.Request, rt: ResourceType, obj: Obj, status: int = 200) -> web.Response:
         with_type(rt, obj)
@@ -70,6 +76,7 @@ class RestHandlers:
     # -- reads ----------------------------------------------------------------------------------
     async def get(self, request: web.Request, rt: ResourceType) -> web.Response:
         info = request["info"]
+        parse_rv(request.query.get("resourceVersion"))  # 400 on a malformed one, as for watch
         with store_errors(rt, info.name):
             obj = await self.store.get(rt.key, info.namespace if rt.namespaced else "", info.name)
         return self.respond(request, rt, obj)
@@ -77,6 +84,7 @@ class RestHandlers:
     async def list(self, request: web.Request, rt: ResourceType) -> web.Response:
         info, query = request["info"], request.query
         keep = Filter(rt, query)
+        parse_rv(query.get("resourceVersion"))
         limit = parse_int(query, "limit", 0) or 0
         items, revision = await self.store.list(rt.key, info.namespace if rt.namespaced and info.namespace
                                                 else None)
@@ -105,6 +113,12 @@ class RestHandlers:
                                      f'{rt.kind} in version "{rt.version}" cannot be handled as a '
                                      f'{kind}: no kind "{kind}" is registered for version '
                                      f'"{api_version}" in scheme')
+        if why := decode_error(rt.kind, obj):
+            if info.verb == "patch":  # the patched document no longer decodes (handlers/patch.go)
+                raise errors.invalid(rt.kind, info.name, [{"reason": "FieldValueInvalid", "field": "patch",
+                                                           "message": f"Invalid value: {why}"}], rt.group)
+            raise errors.bad_request(f'{rt.kind} in version "{rt.version}" cannot be handled as a '
+                                     f"{rt.kind}: {why}")
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise errors.bad_request("metadata must be an object")
@@ -116,6 +130,9 @@ class RestHandlers:
             meta["namespace"] = ns
         else:
             meta.pop("namespace", None)
+        if not creating and not meta.get("name"):
+            raise errors.bad_request(f"the name of the object ({info.name} based on URL) was "
+                                     "undeterminable: name must be provided")
         if not creating and meta.get("name") != info.name:
             raise errors.bad_request("the name of the object "
                                      f'({meta.get("name")}) does not match the name on the URL ({info.name})')
@@ -226,6 +243,10 @@ class RestHandlers:
         options: Obj = {}
         if raw.strip():
             options = negotiation.decode_object(raw, negotiation.media_type(request))
+            if why := delete_options_error(options):
+                raise errors.bad_request(f'DeleteOptions in version "v1" cannot be handled as a '
+                                         f"DeleteOptions: {why}")
+            dry_run(options.get("dryRun") or [], "DeleteOptions")
         grace = parse_int(request.query, "gracePeriodSeconds")
         if grace is not None:
             options["gracePeriodSeconds"] = grace
@@ -270,7 +291,7 @@ class RestHandlers:
             gone = await self.store.delete(rt.key, meta.get("namespace", "") if rt.namespaced else "",
                                            meta["name"], rv)
         await strategy.after_delete(ctx, gone)
-        if rt.resource in ("pods", "namespaces"):
+        if rt.resource in _RETURN_DELETED_OBJECT:
             return self.respond(request, rt, gone)
         return negotiation.json_response({
             "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
@@ -296,6 +317,12 @@ class RestHandlers:
             deleted.append(with_type(rt, obj))
         return negotiation.json_response({"kind": f"{rt.kind}List", "apiVersion": rt.api_version,
                                           "metadata": {}, "items": deleted})
+
+
+# registries with ReturnDeletedObject (pods, services, serviceaccounts) answer a delete with the object;
+# namespaces always do (they finalize); every other kind answers a Success Status
+_RETURN_DELETED_OBJECT = ("pods", "namespaces", "services", "serviceaccounts")
+_OPTIONS_KIND = {"create": "CreateOptions", "update": "UpdateOptions", "patch": "PatchOptions"}
 
 
 def _finalized(obj: Obj) -> bool:

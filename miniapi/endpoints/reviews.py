@@ -42,6 +42,10 @@ def _spec(body: Obj) -> Obj:
     return spec
 
 
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(x, str) for x in value)
+
+
 def _reply(kind: str, api_version: str, body: Obj, spec: Obj, status: Obj) -> web.Response:
     meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
     return negotiation.json_response({"kind": kind, "apiVersion": api_version, "metadata": meta or {},
@@ -176,11 +180,14 @@ class Reviews:
         if not spec.get("user") and not spec.get("groups"):
             raise errors.invalid("SubjectAccessReview", "", [cause("spec.user", "Invalid value: \"\": at "
                                  "least one of user or group must be specified")], "authorization.k8s.io")
-        extra = spec.get("extra") or {}
-        user = UserInfo(str(spec.get("user", "")), str(spec.get("uid", "")),
-                        tuple(str(g) for g in spec.get("groups") or ()),
-                        {str(k): tuple(str(x) for x in v) for k, v in extra.items()}
-                        if isinstance(extra, dict) else {})
+        extra, groups = spec.get("extra") or {}, spec.get("groups") or []
+        if not _strings(groups) or not isinstance(extra, dict) or \
+                not all(_strings(v or []) for v in extra.values()):
+            raise errors.bad_request('SubjectAccessReview in version "v1" cannot be handled as a '
+                                     "SubjectAccessReview: spec.groups must be a list of strings and "
+                                     "spec.extra a map of string lists")
+        user = UserInfo(str(spec.get("user", "")), str(spec.get("uid", "")), tuple(groups),
+                        {str(k): tuple(v or ()) for k, v in extra.items()})
         namespace = None
         if local:
             namespace = request["info"].namespace

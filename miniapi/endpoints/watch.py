@@ -48,7 +48,8 @@ class _Encoder:
         self.first = True
 
     def line(self, kind: str, obj: dict[str, Any]) -> bytes:
-        with_type(self.rt, obj)
+        if kind != "ERROR":  # an ERROR event carries a Status, which keeps its own kind
+            with_type(self.rt, obj)
         if self.table and kind != "BOOKMARK" and kind != "ERROR":
             obj = table_for(self.rt, [obj], dt.datetime.now(dt.UTC), self.include,
                             with_headers=self.first)

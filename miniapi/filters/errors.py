@@ -37,6 +37,11 @@ async def with_panic_recovery(request: web.Request, handler):  # type: ignore[no
         if exc.status < 400:
             raise
         reason = _HTTP_REASONS.get(exc.status, "InternalError" if exc.status >= 500 else "BadRequest")
+        if isinstance(exc, web.HTTPRequestEntityTooLarge):  # handlers/rest.go limitedReadBody
+            from miniapi.app import MAX_REQUEST_BYTES
+
+            return status_response(ApiError(413, reason, "Request entity too large: limit is "
+                                            f"{MAX_REQUEST_BYTES}"))
         return status_response(ApiError(exc.status, reason, exc.reason if exc.text is None else
                                         exc.text.removeprefix(f"{exc.status}: ")))
     except (ConnectionResetError, web.HTTPClientError):

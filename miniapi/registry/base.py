@@ -177,6 +177,7 @@ def stamp_new(obj: Obj) -> None:
         meta.pop(key, None)
     if "generation" in meta or isinstance(obj.get("spec"), dict):
         meta["generation"] = 1
+    drop_empty_metadata(meta)
 
 
 def keep_immutable_metadata(new: Obj, old: Obj) -> None:
@@ -190,3 +191,16 @@ def keep_immutable_metadata(new: Obj, old: Obj) -> None:
             nm.pop(key, None)
     if "generation" in om:
         nm["generation"] = om["generation"] + (1 if new.get("spec") != old.get("spec") else 0)
+    drop_empty_metadata(nm)
+
+
+# ObjectMeta fields tagged ``omitempty`` whose zero value is an empty map or list.
+_OMIT_EMPTY = ("labels", "annotations", "finalizers", "ownerReferences", "managedFields")
+
+
+def drop_empty_metadata(meta: Obj) -> None:
+    """Drop ``labels: {}`` and the like, as a Go round trip does: removing the last label (a merge
+    patch ``{"labels":{"app":null}}``, ``kubectl label pod p app-``) leaves no ``labels`` key at all."""
+    for key in _OMIT_EMPTY:
+        if key in meta and meta[key] in ({}, [], None):
+            del meta[key]

@@ -169,9 +169,8 @@ def test_service_gets_a_cluster_ip(admin: client.ApiClient, ns: str) -> None:
     assert created.spec.cluster_ip and created.spec.cluster_ip.startswith("10.")
     patched = v1.patch_namespaced_service("web", ns, {"metadata": {"annotations": {"a": "b"}}})
     assert patched.spec.cluster_ip == created.spec.cluster_ip
-    default = v1.read_namespaced_service("kubernetes", "default")
-    assert default.spec.cluster_ip == "10.96.0.1"
-    v1.delete_namespaced_service("web", ns)
+    gone = v1.delete_namespaced_service("web", ns)  # ReturnDeletedObject: the Service, not a Status
+    assert gone.metadata.uid == created.metadata.uid
 
 
 def test_list_with_label_and_field_selectors(admin: client.ApiClient, ns: str) -> None:
@@ -209,6 +208,8 @@ def test_watch_sees_added_modified_deleted(admin: client.ApiClient, ns: str) -> 
         for ev in w.stream(v1.list_namespaced_pod, ns, label_selector="watch=me", timeout_seconds=30):
             obj = ev["object"]
             events.put((ev["type"], obj.metadata.name, obj.metadata.labels))
+            if ev["type"] == "DELETED":
+                break  # leaving the loop closes the stream; Watch.stop() would cut the socket
         events.put(("END", "", None))
 
     thread = threading.Thread(target=run, daemon=True)
@@ -220,8 +221,8 @@ def test_watch_sees_added_modified_deleted(admin: client.ApiClient, ns: str) -> 
         assert (kind, name) == ("MODIFIED", "w1") and labels == {"watch": "me", "step": "2"}
         v1.delete_namespaced_pod("w1", ns)
         assert events.get(timeout=10)[:2] == ("DELETED", "w1")
+        assert events.get(timeout=10)[0] == "END"
     finally:
-        w.stop()
         thread.join(timeout=35)
 
 
@@ -284,8 +285,9 @@ def test_token_review(admin: client.ApiClient, ns: str) -> None:
 @pytest.mark.parametrize("user, groups, verb, resource, allowed", [
     ("alice", ["developers"], "list", "pods", False),
     ("root", ["system:masters"], "delete", "nodes", True),
-    ("system:kube-scheduler", [], "create", "pods/binding", True),
-], ids=["alice-cannot", "masters-can", "scheduler-binds"])
+    ("system:kube-proxy", [], "watch", "endpoints", True),
+    ("system:kube-proxy", [], "get", "secrets", False),
+], ids=["alice-cannot", "masters-can", "kube-proxy-can", "kube-proxy-cannot"])
 def test_subject_access_review(admin: client.ApiClient, user: str, groups: list[str], verb: str,
                                resource: str, allowed: bool) -> None:
     res, _, sub = resource.partition("/")
@@ -412,14 +414,20 @@ def test_unauthorized_401(cluster: Cluster) -> None:
     assert (err.value.status, status["reason"]) == (401, "Unauthorized")
 
 
-def test_invalid_422(admin: client.ApiClient, ns: str) -> None:
-    bad = client.V1Pod(metadata=client.V1ObjectMeta(name="Bad_Name"), spec=client.V1PodSpec(containers=[]))
+@pytest.mark.parametrize("name, containers, field", [
+    ("Bad_Name", [client.V1Container(name="c", image="busybox")], "metadata.name"),
+    ("no-containers", [], "spec.containers"),
+    ("no-image", [client.V1Container(name="c")], "spec.containers[0].image"),
+], ids=["bad-name", "no-containers", "no-image"])
+def test_invalid_422(admin: client.ApiClient, ns: str, name: str, containers: list[client.V1Container],
+                     field: str) -> None:
+    bad = client.V1Pod(metadata=client.V1ObjectMeta(name=name), spec=client.V1PodSpec(containers=containers))
     with pytest.raises(ApiException) as err:
         client.CoreV1Api(admin).create_namespaced_pod(ns, bad)
     status = status_of(err.value)
     assert (err.value.status, status["reason"]) == (422, "Invalid")
-    fields = {c["field"] for c in status["details"]["causes"]}
-    assert {"metadata.name", "spec.containers"} <= fields
+    assert status["message"].startswith(f'Pod "{name}" is invalid: {field}')
+    assert [c["field"] for c in status["details"]["causes"]] == [field]
 
 
 def test_token_of_deleted_service_account_is_401(cluster: Cluster, admin: client.ApiClient,
