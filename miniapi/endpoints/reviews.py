@@ -8,7 +8,7 @@
 3. SubjectAccessReview / LocalSubjectAccessReview ask the authorizer about ``spec.user``;
    SelfSubjectAccessReview about the caller; SelfSubjectRulesReview lists the caller's rules.
 4. SelfSubjectReview (``kubectl auth whoami``) echoes the caller's UserInfo.
-5. ``pods/NAME/binding`` assigns a pod to a node once (the scheduler's write).
+5. ``pods/NAME/binding`` assigns a pod to a node once (the scheduler's write) and sets PodScheduled=True.
 """
 
 from __future__ import annotations
@@ -242,9 +242,20 @@ class Reviews:
                 raise errors.conflict("pods", info.name, f'pod {info.name} is already assigned to node '
                                       f'"{current}"')
             pod["spec"]["nodeName"] = node
+            _set_scheduled(pod)
             return pod
 
         with store_errors(rt, info.name):
             await self.server.store.guaranteed_update("pods", info.namespace, info.name, assign)
         return negotiation.json_response({"kind": "Status", "apiVersion": "v1", "metadata": {},
                                           "status": "Success", "code": 201}, 201)
+
+
+def _set_scheduled(pod: Obj) -> None:
+    """Binding storage marks the pod PodScheduled=True, replacing the scheduler's earlier False."""
+    status = pod.setdefault("status", {})
+    conditions = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    conditions.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                       "lastTransitionTime": now})
+    status["conditions"] = conditions
