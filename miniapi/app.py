@@ -25,6 +25,7 @@ from miniapi.filters.audit import audit_failed_authentication, with_audit
 from miniapi.filters.authentication import with_authentication
 from miniapi.filters.authorization import with_authorization
 from miniapi.filters.errors import with_panic_recovery
+from miniapi.filters.keys import INFO
 from miniapi.filters.requestinfo import with_request_info
 from miniapi.registry.base import name_rule_path_segment
 from miniapi.requestinfo import RequestInfo
@@ -64,8 +65,8 @@ class Router:
             raise _no_route()
         return rt
 
-    async def __call__(self, request: web.Request) -> web.StreamResponse:
-        info: RequestInfo = request["info"]
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        info: RequestInfo = request[INFO]
         if not info.is_resource_request:
             return await self.nonresource.handle(request)
         rt = self.resource_type(info)
@@ -141,5 +142,5 @@ def build_app(server: APIServer) -> web.Application:
     ]
     app = web.Application(middlewares=middlewares, client_max_size=MAX_REQUEST_BYTES,
                           handler_args={"max_field_size": 16384, "max_line_size": MAX_HEADER_BYTES})
-    app.router.add_route("*", "/{tail:.*}", Router(server))
+    app.router.add_route("*", "/{tail:.*}", Router(server).handle)
     return app

@@ -1,10 +1,9 @@
-"""What a fresh apiserver makes sure exists (post-start hooks and the controllers' inline duties).
+"""What a fresh apiserver makes sure exists (its post-start hooks and in-process controllers).
 
 1. Namespaces ``default``, ``kube-system``, ``kube-public``, ``kube-node-lease`` (the real
    system-namespaces controller).
-2. In every namespace: ServiceAccount ``default`` (serviceaccounts controller) and ConfigMap
-   ``kube-root-ca.crt`` with the cluster CA (root-ca-cert-publisher). Done inline on namespace creation
-   until a controller-manager process takes these duties over.
+2. (Not here: the ``default`` ServiceAccount and ``kube-root-ca.crt`` ConfigMap of every namespace are
+   the controller-manager's duty, as in real Kubernetes; see miniapi.controllermanager.)
 3. The default RBAC policy (cluster roles and bindings, ``rbac/bootstrap-roles`` post-start hook).
 4. Deleting a namespace deletes everything in it (namespace controller, inline).
 5. Service ``default/kubernetes`` (the apiserver's own kubernetesservice controller): ClusterIP = the
@@ -42,9 +41,6 @@ class Bootstrap:
                    "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}},
                    "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
             await self._create(store, "namespaces", obj)
-        namespaces, _ = await store.list("namespaces")
-        for ns_obj in namespaces:
-            await self.populate_namespace(ns_obj["metadata"]["name"])
         await ensure_default_policy(store)
         await self.ensure_kubernetes_service()
 
@@ -54,23 +50,6 @@ class Bootstrap:
             await store.create(key, obj)
         except AlreadyExists:
             pass
-
-    async def populate_namespace(self, namespace: str) -> None:
-        store = self.server.store
-        await self._create(store, "serviceaccounts", {
-            "apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": {"name": "default", "namespace": namespace}})
-        ca = self.server.root_ca_pem
-        if ca:
-            await self._create(store, "configmaps", {
-                "apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": "kube-root-ca.crt", "namespace": namespace,
-                             "annotations": {"kubernetes.io/description": (
-                                 "Contains a CA bundle that can be used to verify the kube-apiserver "
-                                 "when using internal endpoints such as the internal service IP or "
-                                 "kubernetes.default.svc. No other usage is guaranteed across "
-                                 "distributions of Kubernetes clusters.")}},
-                "data": {"ca.crt": ca}})
 
     async def ensure_kubernetes_service(self) -> None:
         cfg, store = self.server.config, self.server.store

@@ -5,7 +5,8 @@ Follows k8s.io/apiserver/pkg/endpoints/request/requestinfo.go:
 1. ``/api/v1/...`` is the core group, ``/apis/GROUP/VERSION/...`` a named group; anything else is a
    non-resource request whose verb is the lower-case HTTP method (``get /healthz``).
 2. ``.../namespaces/NS/RESOURCE[/NAME[/SUBRESOURCE[/...]]]`` is namespaced; ``/namespaces/NS`` itself
-   is the namespace object (resource ``namespaces``, name ``NS``).
+   is the namespace object (resource ``namespaces``, name ``NS``), and ``/namespaces/NS/status`` and
+   ``/finalize`` are its subresources.
 3. Verb from method: GET/HEAD -> get, or list without a name, or watch with ``watch=true``
    (also the legacy ``/watch/`` prefix); POST -> create; PUT -> update; PATCH -> patch;
    DELETE -> delete, or deletecollection without a name.
@@ -19,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+NAMESPACE_SUBRESOURCES = ("status", "finalize")
 _VERBS = {"POST": "create", "GET": "get", "HEAD": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 
 
@@ -65,9 +67,9 @@ def parse(method: str, path: str, query: Mapping[str, str] | None = None) -> Req
         verb, rest = "watch", rest[1:]
     namespace = ""
     if len(rest) >= 2 and rest[0] == "namespaces":
-        if len(rest) == 2:
-            # /namespaces/NS is the namespace object itself
-            return _finish(path, prefix, group, version, verb, "", ["namespaces", rest[1]], method, query)
+        if len(rest) == 2 or rest[2] in NAMESPACE_SUBRESOURCES:
+            # /namespaces/NS (and /namespaces/NS/status|finalize) is the namespace object itself
+            return _finish(path, prefix, group, version, verb, "", rest, method, query)
         namespace, rest = rest[1], rest[2:]
     if not rest:
         return nonresource

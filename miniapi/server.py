@@ -52,7 +52,6 @@ class APIServer:
         self.runner: web.AppRunner | None = None
         self.url = ""
         self.port = 0
-        self.root_ca_pem = ""
         self.audit = AuditLog(config.audit_log_path)
         self.bootstrap = Bootstrap(self)
         self.strategies = strategies()
@@ -65,7 +64,6 @@ class APIServer:
         if cfg.client_ca_file:
             cas = x509.load_pem_x509_certificates(open(cfg.client_ca_file, "rb").read())
             chain.append(X509Authenticator(cas))
-            self.root_ca_pem = open(cfg.client_ca_file).read()
         if cfg.token_auth_file:
             chain.append(TokenFileAuthenticator.from_file(cfg.token_auth_file))
         key_files = list(cfg.service_account_key_files) or [cfg.service_account_signing_key_file]
@@ -148,7 +146,14 @@ class APIServer:
             items, _ = await self.store.list("services")
             used = {s.get("spec", {}).get("clusterIP") for s in items}
             if wanted:
-                if ipaddress.ip_address(wanted) not in net:
+                try:
+                    address = ipaddress.ip_address(wanted)
+                except (TypeError, ValueError):
+                    raise errors.invalid("Service", service["metadata"].get("name", ""), [{
+                        "reason": "FieldValueInvalid", "field": "spec.clusterIPs[0]",
+                        "message": f'Invalid value: "{wanted}": must be a valid IP address, (e.g. '
+                                   '10.9.8.7 or 2001:db8::ffff)'}]) from None
+                if address not in net:
                     raise errors.invalid("Service", service["metadata"].get("name", ""), [{
                         "reason": "FieldValueInvalid", "field": "spec.clusterIP",
                         "message": f'Invalid value: "{wanted}": failed to allocate IP {wanted}: the '

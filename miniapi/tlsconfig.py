@@ -35,9 +35,20 @@ SSL_VERIFY_PEER = 0x01
 _OPENSSL_VERIFY_MODES = {ssl.CERT_NONE: 0, ssl.CERT_OPTIONAL: 0x01, ssl.CERT_REQUIRED: 0x03}
 
 _VERIFY_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
-# Module-level so the trampoline outlives every SSL_CTX that points at it.
-_ACCEPT_ANY_CERT = _VERIFY_CB(lambda _preverify_ok, _store_ctx: 1)
 _libssl: ctypes.CDLL | None = None
+
+
+def _accept_any(preverify_ok: int, _store_ctx: int | None) -> int:
+    """Accept the peer chain whatever OpenSSL thought of it (the x509 authenticator decides later).
+    A failed check leaves errors on OpenSSL's per-thread queue that would later abort the handshake,
+    so they are cleared here."""
+    if not preverify_ok and _libssl is not None:
+        _libssl.ERR_clear_error()
+    return 1
+
+
+# Module-level so the trampoline outlives every SSL_CTX that points at it.
+_ACCEPT_ANY_CERT = _VERIFY_CB(_accept_any)
 
 
 def server_ssl_context(cert_file: str, key_file: str, client_ca_file: str | None = None) -> ssl.SSLContext:
@@ -169,4 +180,5 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.SSL_CTX_set_verify.argtypes, lib.SSL_CTX_set_verify.restype = [p, ctypes.c_int, _VERIFY_CB], None
     lib.SSL_load_client_CA_file.argtypes, lib.SSL_load_client_CA_file.restype = [ctypes.c_char_p], p
     lib.SSL_CTX_set_client_CA_list.argtypes, lib.SSL_CTX_set_client_CA_list.restype = [p, p], None
+    lib.ERR_clear_error.argtypes, lib.ERR_clear_error.restype = [], None  # libcrypto, via libssl's deps
     return lib

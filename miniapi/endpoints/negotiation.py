@@ -21,8 +21,11 @@ _JSON_TYPES = ("application/json", "", "text/plain", "application/octet-stream")
 _YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # what json.dumps would build
+
+
 def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODER.encode(obj).encode()
 
 
 def json_response(obj: Any, status: int = 200, content_type: str = "application/json") -> web.Response:

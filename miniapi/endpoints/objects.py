@@ -102,9 +102,11 @@ def _meta_decode_error(meta: Obj) -> str | None:
             return _mismatch(meta[key], f"ObjectMeta.metadata.{key}", "string")
     for key in ("labels", "annotations"):
         value = meta.get(key)
-        if value is not None and not isinstance(value, dict):
+        if value is None:
+            continue
+        if not isinstance(value, dict):
             return _mismatch(value, f"ObjectMeta.metadata.{key}", "map[string]string")
-        for k, v in (value or {}).items():
+        for k, v in value.items():
             if v is None:
                 value[k] = ""  # Go decodes null into a map[string]string as ""
             elif not isinstance(v, str):

@@ -35,6 +35,7 @@ from miniapi.endpoints.objects import (
     store_errors,
     with_type,
 )
+from miniapi.filters.keys import INFO, USER
 from miniapi.printers import table_for, table_include_object, wants_table
 from miniapi.registry.base import Ctx, Obj, Strategy, keep_immutable_metadata, now_rfc3339, stamp_new
 from miniapi.resources import ResourceType
@@ -61,28 +62,30 @@ class RestHandlers:
         return self.server.store
 
     def ctx(self, request: web.Request) -> Ctx:
-        info = request["info"]
+        info = request[INFO]
         options = _OPTIONS_KIND.get(info.verb, "DeleteOptions")
         dry = dry_run(request.query.getall("dryRun", []), options)
-        return Ctx(self.server, request["user"], info, dry_run=dry)
+        return Ctx(self.server, request[USER], info, dry_run=dry)
 
     def respond(self, request: web.Request, rt: ResourceType, obj: Obj, status: int = 200) -> web.Response:
         with_type(rt, obj)
-        if wants_table(request.headers.get("Accept", "")) and request.method == "GET":
+        accept = request.headers.get("Accept", "")
+        # "Table" in accept: a cheap pre-check, wants_table needs that literal ``as=Table``
+        if request.method == "GET" and "Table" in accept and wants_table(accept):
             return negotiation.json_response(table_for(rt, [obj], _now(),
                                                        table_include_object(request.query)), status)
         return negotiation.json_response(obj, status)
 
     # -- reads ----------------------------------------------------------------------------------
     async def get(self, request: web.Request, rt: ResourceType) -> web.Response:
-        info = request["info"]
+        info = request[INFO]
         parse_rv(request.query.get("resourceVersion"))  # 400 on a malformed one, as for watch
         with store_errors(rt, info.name):
             obj = await self.store.get(rt.key, info.namespace if rt.namespaced else "", info.name)
         return self.respond(request, rt, obj)
 
     async def list(self, request: web.Request, rt: ResourceType) -> web.Response:
-        info, query = request["info"], request.query
+        info, query = request[INFO], request.query
         keep = Filter(rt, query)
         parse_rv(query.get("resourceVersion"))
         limit = parse_int(query, "limit", 0) or 0
@@ -153,7 +156,7 @@ class RestHandlers:
             raise errors.invalid(rt.kind, name, causes, rt.group)
 
     async def create(self, request: web.Request, rt: ResourceType, strategy: Strategy) -> web.Response:
-        info, ctx = request["info"], self.ctx(request)
+        info, ctx = request[INFO], self.ctx(request)
         obj = await negotiation.read_object(request)
         self.check_identity(rt, obj, info, creating=True)
         meta = obj["metadata"]
@@ -176,7 +179,7 @@ class RestHandlers:
     async def write(self, request: web.Request, rt: ResourceType, strategy: Strategy, new: Obj,
                     old: Obj) -> web.Response:
         """Shared tail of PUT and PATCH (main resource or a subresource)."""
-        info, ctx = request["info"], self.ctx(request)
+        info, ctx = request[INFO], self.ctx(request)
         self.check_identity(rt, new, info, creating=False)
         with_type(rt, new)
         sub = info.subresource
@@ -203,7 +206,7 @@ class RestHandlers:
         return self.respond(request, rt, stored)
 
     async def update(self, request: web.Request, rt: ResourceType, strategy: Strategy) -> web.Response:
-        info = request["info"]
+        info = request[INFO]
         new = await negotiation.read_object(request)
         with store_errors(rt, info.name):
             old = await self.store.get(rt.key, info.namespace if rt.namespaced else "", info.name)
@@ -216,7 +219,7 @@ class RestHandlers:
         return await self.write(request, rt, strategy, new, old)
 
     async def patch(self, request: web.Request, rt: ResourceType, strategy: Strategy) -> web.Response:
-        info = request["info"]
+        info = request[INFO]
         body = await negotiation.read_body(request)
         ctype = negotiation.media_type(request)
         with store_errors(rt, info.name):
@@ -255,7 +258,7 @@ class RestHandlers:
         return options
 
     async def delete(self, request: web.Request, rt: ResourceType, strategy: Strategy) -> web.Response:
-        info, ctx = request["info"], self.ctx(request)
+        info, ctx = request[INFO], self.ctx(request)
         options = await self.delete_options(request)
         namespace = info.namespace if rt.namespaced else ""
         with store_errors(rt, info.name):
@@ -300,7 +303,7 @@ class RestHandlers:
 
     async def delete_collection(self, request: web.Request, rt: ResourceType,
                                 strategy: Strategy) -> web.Response:
-        info, ctx = request["info"], self.ctx(request)
+        info, ctx = request[INFO], self.ctx(request)
         keep = Filter(rt, request.query)
         options = await self.delete_options(request)
         items, _ = await self.store.list(rt.key, info.namespace if rt.namespaced and info.namespace else None)

@@ -19,14 +19,16 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from miniapi import errors
-from miniapi.authn.base import AuthenticationError, Credentials
+from miniapi.authn.base import AuthenticationError, AuthResponse, Credentials
+from miniapi.authn.serviceaccount import ServiceAccountAuthenticator
 from miniapi.authz.base import Attributes, Decision
 from miniapi.endpoints import negotiation
 from miniapi.endpoints.objects import store_errors
+from miniapi.filters.keys import INFO, USER
 from miniapi.registry.base import cause
 from miniapi.resources import ResourceType, lookup
 from miniapi.store import NotFound
-from miniapi.user import UserInfo
+from miniapi.user import UserInfo, with_authenticated_group
 
 if TYPE_CHECKING:
     from miniapi.server import APIServer
@@ -57,7 +59,7 @@ class Reviews:
         self.server = server
 
     async def token_request(self, request: web.Request) -> web.Response:
-        info = request["info"]
+        info = request[INFO]
         body = await negotiation.read_object(request)
         spec = _spec(body)
         sa_rt = lookup("", "serviceaccounts")
@@ -126,26 +128,46 @@ class Reviews:
         if not isinstance(token, str) or not token:
             raise errors.invalid("TokenReview", "", [cause("spec.token", "Required value",
                                                            "FieldValueRequired")], "authentication.k8s.io")
-        status: Obj
-        try:
-            resp = await self.server.token_authenticator.authenticate(Credentials(f"Bearer {token}"))
-        except AuthenticationError as exc:
-            resp, error = None, str(exc)
-        else:
-            error = "" if resp else "invalid bearer token"
         wanted = spec.get("audiences") or []
+        if not isinstance(wanted, list) or not all(isinstance(a, str) for a in wanted):
+            raise errors.bad_request("spec.audiences must be a list of strings")
+        resp, error = await self._review(token, wanted)
+        status: Obj
         if resp is not None:
-            audiences = list(resp.audiences)
-            if wanted:
-                audiences = [a for a in wanted if a in resp.audiences]
-            if wanted and not audiences:
-                status = {"authenticated": False, "user": {}, "error": "token audiences "
-                          f"{list(resp.audiences)} is invalid for the target audiences {wanted}"}
-            else:
-                status = {"authenticated": True, "user": resp.user.to_json(), "audiences": audiences}
+            status = {"authenticated": True, "user": with_authenticated_group(resp.user).to_json(),
+                      "audiences": list(resp.audiences)}
         else:
             status = {"authenticated": False, "user": {}, "error": error}
         return _reply("TokenReview", AUTHN, body, spec, status)
+
+    async def _review(self, token: str, wanted: list[str]) -> tuple[AuthResponse | None, str]:
+        """Run the bearer-token authenticators with the review's audiences (default: --api-audiences).
+
+        1. Service-account JWTs are checked against the requested audiences themselves.
+        2. Audience-agnostic tokens (token file, bootstrap) are valid for the API audiences only: the
+           request must name at least one of them, as the real apiserver's audience wrapper demands.
+        """
+        api = list(self.server.config.audiences)
+        failures: list[str] = []
+        union = self.server.token_authenticator
+        for source in getattr(union, "authenticators", (union,)):
+            try:
+                if isinstance(source, ServiceAccountAuthenticator):
+                    resp = await source.authenticate_token(token, wanted or None)
+                else:
+                    resp = await source.authenticate(Credentials(f"Bearer {token}"))
+                    if resp is not None:
+                        granted = [a for a in wanted if a in api] if wanted else api
+                        if not granted:
+                            raise AuthenticationError(f"token audiences {api} is invalid for the target "
+                                                      f"audiences {wanted}")
+                        resp = AuthResponse(resp.user, tuple(granted), resp.authenticator)
+            except AuthenticationError as exc:
+                failures.append(str(exc))
+                continue
+            if resp is not None:
+                return resp, ""
+        return None, "; ".join(failures) or "invalid bearer token"
 
     async def _decide(self, user: UserInfo, spec: Obj, namespace: str | None = None) -> Obj:
         res, nonres = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
@@ -190,7 +212,7 @@ class Reviews:
                         {str(k): tuple(v or ()) for k, v in extra.items()})
         namespace = None
         if local:
-            namespace = request["info"].namespace
+            namespace = request[INFO].namespace
             res = spec.get("resourceAttributes") or {}
             if isinstance(res, dict) and res.get("namespace", namespace) != namespace:
                 raise errors.bad_request("spec.resourceAttributes.namespace must match metadata.namespace")
@@ -201,14 +223,14 @@ class Reviews:
     async def self_subject_access_review(self, request: web.Request) -> web.Response:
         body = await negotiation.read_object(request)
         spec = _spec(body)
-        status = await self._decide(request["user"], spec)
+        status = await self._decide(request[USER], spec)
         return _reply("SelfSubjectAccessReview", AUTHZ, body, spec, status)
 
     async def self_subject_rules_review(self, request: web.Request) -> web.Response:
         body = await negotiation.read_object(request)
         spec = _spec(body)
         namespace = spec.get("namespace", "")
-        result = await self.server.rule_resolver.rules_for(request["user"], str(namespace or ""))
+        result = await self.server.rule_resolver.rules_for(request[USER], str(namespace or ""))
         status: Obj = {
             "resourceRules": [{"verbs": list(r.verbs), "apiGroups": list(r.api_groups),
                                "resources": list(r.resources), "resourceNames": list(r.resource_names)}
@@ -225,10 +247,10 @@ class Reviews:
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return negotiation.json_response({
             "kind": "SelfSubjectReview", "apiVersion": AUTHN, "metadata": {"creationTimestamp": now},
-            "status": {"userInfo": request["user"].to_json()}}, 201)
+            "status": {"userInfo": request[USER].to_json()}}, 201)
 
     async def binding(self, request: web.Request, rt: ResourceType) -> web.Response:
-        info = request["info"]
+        info = request[INFO]
         body = await negotiation.read_object(request)
         target = body.get("target") if isinstance(body.get("target"), dict) else None
         if not target or not target.get("name"):

@@ -29,6 +29,7 @@ from aiohttp import web
 
 from miniapi.endpoints.objects import Filter, parse_int, parse_rv, with_type
 from miniapi.errors import gone
+from miniapi.filters.keys import INFO
 from miniapi.printers import table_for, table_include_object, wants_table
 from miniapi.resources import ResourceType
 from miniapi.store import Expired, WatchEvent
@@ -75,7 +76,7 @@ async def _pump(events: Any, queue: asyncio.Queue[Any]) -> None:
 
 
 async def serve_watch(server: APIServer, request: web.Request, rt: ResourceType) -> web.StreamResponse:
-    info, query = request["info"], request.query
+    info, query = request[INFO], request.query
     keep = Filter(rt, query)
     namespace = info.namespace if rt.namespaced and info.namespace else None
     if info.name:  # /api/v1/watch/namespaces/ns/pods/NAME (legacy) watches one object

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from miniapi.authn.base import AuthenticationError, Authenticator, Credentials
 from miniapi.errors import unauthorized
+from miniapi.filters.keys import AUTH, AUTHN_ERROR, USER
 from miniapi.tlsconfig import peer_certs_of
 
 log = logging.getLogger("miniapi.authn")
@@ -23,14 +24,14 @@ def with_authentication(authenticator: Authenticator):  # type: ignore[no-untype
         try:
             resp = await authenticator.authenticate(creds)
         except AuthenticationError as exc:
-            request["authn_error"] = str(exc)
+            request[AUTHN_ERROR] = str(exc)
             log.info("authentication failed: %s %s from %s: %s", request.method, request.path,
                      request.remote, exc)
             raise unauthorized() from None
         if resp is None:
             raise unauthorized()
-        request["auth"] = resp
-        request["user"] = resp.user
+        request[AUTH] = resp
+        request[USER] = resp.user
         return await handler(request)
 
     return middleware

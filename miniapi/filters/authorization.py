@@ -9,6 +9,7 @@ from aiohttp import web
 from miniapi.authz.base import Attributes, Authorizer, Decision
 from miniapi.authz.rbac import forbidden_message
 from miniapi.errors import forbidden
+from miniapi.filters.keys import AUTHZ, INFO, USER
 from miniapi.requestinfo import RequestInfo
 from miniapi.user import UserInfo
 
@@ -24,9 +25,9 @@ def attributes_of(user: UserInfo, info: RequestInfo) -> Attributes:
 def with_authorization(authorizer: Authorizer):  # type: ignore[no-untyped-def]
     @web.middleware
     async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
-        attrs = attributes_of(request["user"], request["info"])
+        attrs = attributes_of(request[USER], request[INFO])
         decision, reason = await authorizer.authorize(attrs)
-        request["authz"] = (decision, reason)
+        request[AUTHZ] = (decision, reason)
         if decision is not Decision.ALLOW:
             msg = forbidden_message(attrs)
             if reason:

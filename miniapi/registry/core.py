@@ -15,6 +15,7 @@ Rules, in the order the real registry applies them:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import ipaddress
@@ -24,6 +25,8 @@ from miniapi import errors
 from miniapi.registry.base import Cause, Ctx, Obj, Strategy, cause, invalid_value, name_rule_label, required
 from miniapi.store import NotFound
 
+DEFAULT_SA_RETRIES = 10
+DEFAULT_SA_RETRY_INTERVAL = 0.1
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
@@ -40,9 +43,6 @@ class NamespaceStrategy(Strategy):
 
     def initial_status(self, obj: Obj) -> Obj:
         return {"phase": "Active"}
-
-    async def after_create(self, ctx: Ctx, obj: Obj) -> None:
-        await ctx.server.bootstrap.populate_namespace(obj["metadata"]["name"])
 
     async def after_delete(self, ctx: Ctx, obj: Obj) -> None:
         await ctx.server.bootstrap.empty_namespace(obj["metadata"]["name"])
@@ -91,15 +91,22 @@ class PodStrategy(Strategy):
             await self._admit_service_account(ctx, obj, sa)
 
     async def _admit_service_account(self, ctx: Ctx, obj: Obj, sa: str) -> None:
-        """The ServiceAccount admission plugin: the pod's service account must exist."""
+        """The ServiceAccount admission plugin: the pod's service account must exist. The ``default`` one
+        is waited for briefly (10 x 100 ms, as the real plugin does), since the controller-manager
+        creates it just after the namespace."""
         ns = obj["metadata"].get("namespace", "")
-        try:
-            await ctx.server.store.get("serviceaccounts", ns, sa)
-        except NotFound:
-            raise errors.forbidden(
-                f'pods "{obj["metadata"].get("name") or obj["metadata"].get("generateName", "")}" is '
-                f'forbidden: error looking up service account {ns}/{sa}: serviceaccount "{sa}" not found',
-                "pods", obj["metadata"].get("name", "")) from None
+        for attempt in range(DEFAULT_SA_RETRIES if sa == "default" else 1):
+            if attempt:
+                await asyncio.sleep(DEFAULT_SA_RETRY_INTERVAL)
+            try:
+                await ctx.server.store.get("serviceaccounts", ns, sa)
+                return
+            except NotFound:
+                continue
+        raise errors.forbidden(
+            f'pods "{obj["metadata"].get("name") or obj["metadata"].get("generateName", "")}" is '
+            f'forbidden: error looking up service account {ns}/{sa}: serviceaccount "{sa}" not found',
+            "pods", obj["metadata"].get("name", ""))
 
     def initial_status(self, obj: Obj) -> Obj:
         return {"phase": "Pending", "qosClass": "BestEffort"}

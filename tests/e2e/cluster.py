@@ -15,7 +15,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pki.files import read_client_config
 from pki.init import init_pki
+from pki.kubeconfig import ClientCertData
 
 ROOT = Path(__file__).resolve().parents[2]
 ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -66,6 +68,9 @@ class Cluster:
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
     extra_args: list[str] = field(default_factory=list)
+    controller_manager: bool = True
+    kcm_controllers: str = "*"
+    kcm: subprocess.Popen[bytes] | None = None
 
     @property
     def pki(self) -> Path:
@@ -81,11 +86,41 @@ class Cluster:
                 "--authorization-mode", "Node,RBAC", "--enable-bootstrap-token-auth",
                 "--audit-log-path", str(self.root / "audit.log"), *self.extra_args]
 
+    def kcm_args(self) -> list[str]:
+        p = self.pki
+        return [sys.executable, "-m", "miniapi.controllermanager", "--kubeconfig",
+                str(self.root / "controller-manager.conf"), "--cluster-signing-cert-file", str(p / "ca.crt"),
+                "--cluster-signing-key-file", str(p / "ca.key"), "--root-ca-file", str(p / "ca.crt"),
+                "--leader-elect=false", f"--controllers={self.kcm_controllers}"]
+
     def start(self) -> None:
         self.log = self.root / "apiserver.log"
         out = open(self.log, "ab")
         self.proc = subprocess.Popen(self.args(), stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
         self.wait_ready()
+        if self.controller_manager and self.kcm is None:
+            kcm_log = open(self.root / "controller-manager.log", "ab")
+            self.kcm = subprocess.Popen(self.kcm_args(), stdout=kcm_log, stderr=subprocess.STDOUT, cwd=ROOT)
+            self.wait_for_object("/api/v1/namespaces/default/serviceaccounts/default")
+
+    def wait_for_object(self, path: str, timeout: float = 30) -> dict:
+        """Poll GET path as admin until it answers 200 (another process's effect, so we poll)."""
+        ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
+        cfg = read_client_config(self.root / "admin.conf")
+        assert isinstance(cfg.credential, ClientCertData)
+        cert = self.root / "admin-client.pem"
+        if not cert.exists():
+            cert.write_bytes(cfg.credential.cert_pem + b"\n" + cfg.credential.key_pem)
+            cert.chmod(0o600)
+        ctx.load_cert_chain(str(cert))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.url + path, context=ctx, timeout=2) as resp:
+                    return json.loads(resp.read())
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{path} did not appear within {timeout}s")
 
     def wait_ready(self, timeout: float = 30) -> None:
         ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
@@ -105,6 +140,14 @@ class Cluster:
         return self.log.read_text(errors="replace")[-5000:] if self.log and self.log.exists() else ""
 
     def stop(self) -> None:
+        if self.kcm is not None and self.kcm.poll() is None:
+            self.kcm.terminate()
+            try:
+                self.kcm.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kcm.kill()
+                self.kcm.wait()
+        self.kcm = None
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -145,10 +188,14 @@ class Cluster:
         return path
 
 
-def make_cluster(root: Path, extra_args: list[str] | None = None) -> Cluster:
+def make_cluster(root: Path, extra_args: list[str] | None = None, controller_manager: bool = True,
+                 kcm_controllers: str = "*") -> Cluster:
+    """PKI + apiserver process (+ controller-manager process, which makes each namespace's default
+    ServiceAccount and kube-root-ca.crt, signs CSRs, schedules pods)."""
     port = free_port()
     url = f"https://127.0.0.1:{port}"
     init_pki(root, apiserver_url=url, nodes=("node1", "node2"), key_type="ec")
-    cluster = Cluster(root=root, url=url, port=port, extra_args=extra_args or [])
+    cluster = Cluster(root=root, url=url, port=port, extra_args=extra_args or [],
+                      controller_manager=controller_manager, kcm_controllers=kcm_controllers)
     cluster.start()
     return cluster

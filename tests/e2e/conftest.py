@@ -9,7 +9,9 @@ from tests.e2e.cluster import Cluster, Kubectl, make_cluster
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = make_cluster(tmp_path_factory.mktemp("cluster"))
+    # These modules exercise the apiserver with hand-made Node objects and no kubelets: a scheduler would
+    # bind their pods to those nodes and node lifecycle would taint them, so both controllers are off.
+    c = make_cluster(tmp_path_factory.mktemp("cluster"), kcm_controllers="*,-scheduler,-nodelifecycle")
     try:
         yield c
     finally:

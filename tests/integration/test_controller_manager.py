@@ -39,7 +39,7 @@ HOUR_AGO = "2000-01-01T00:00:00Z"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = make_cluster(tmp_path_factory.mktemp("kcm"))
+    c = make_cluster(tmp_path_factory.mktemp("kcm"), controller_manager=False)
     try:
         yield c
     finally:
