@@ -45,9 +45,9 @@ def _truthy(value: str | None) -> bool:
 
 def parse(method: str, path: str, query: Mapping[str, str] | None = None) -> RequestInfo:
     query = query or {}
-    method = method.upper()
+    lower = method.lower()
     segments = [s for s in path.strip("/").split("/")] if path.strip("/") else []
-    nonresource = RequestInfo(path=path, verb=method.lower())
+    nonresource = RequestInfo(path=path, verb=lower)
     if not segments or segments[0] not in ("api", "apis"):
         return nonresource
     prefix, rest = segments[0], segments[1:]
@@ -60,9 +60,9 @@ def parse(method: str, path: str, query: Mapping[str, str] | None = None) -> Req
             return nonresource
         group, version, rest = rest[0], rest[1], rest[2:]
     if not rest:
-        return RequestInfo(path=path, verb=method.lower(), api_prefix=prefix, api_group=group,
+        return RequestInfo(path=path, verb=lower, api_prefix=prefix, api_group=group,
                            api_version=version)
-    verb = _VERBS.get(method, method.lower())
+    verb = _VERBS.get(method.upper(), lower)
     if rest[0] == "watch":
         verb, rest = "watch", rest[1:]
     namespace = ""
