@@ -275,10 +275,17 @@ async def load_client_cert(kubeconfig: str, bootstrap_kubeconfig: str, cert_dir:
     obj = csr_object(make_csr(key, cn, orgs), KUBE_APISERVER_CLIENT_KUBELET, usages,
                      name=digested_name(key, cn, orgs, usages))
     log.info("using bootstrap kubeconfig to generate TLS client cert, key and kubeconfig file")
-    async with KubeClient.from_kubeconfig(bootstrap_kubeconfig, user_agent=USER_AGENT) as client:
-        name, uid = await request_certificate(client, obj)
-        log.info("waiting for client certificate to be issued csr=%s", name)
-        pem = await wait_for_certificate(client, name, uid, timeout)
+    try:
+        async with KubeClient.from_kubeconfig(bootstrap_kubeconfig, user_agent=USER_AGENT) as client:
+            name, uid = await request_certificate(client, obj)
+            log.info("waiting for client certificate to be issued csr=%s", name)
+            pem = await wait_for_certificate(client, name, uid, timeout)
+    except ClientError as e:
+        raise BootstrapError(f"cannot create certificate signing request: {e}") from None
+    except (aiohttp.ClientError, OSError) as e:
+        raise BootstrapError(f"cannot reach the apiserver in {bootstrap_kubeconfig}: {e}") from None
+    except TimeoutError:
+        raise BootstrapError(f"timed out after {timeout:g}s waiting for the client certificate") from None
     path = CertStore(cert_dir, "kubelet-client").update(pem, key)
     os.unlink(key_path)
     write_bootstrapped_kubeconfig(boot, kubeconfig, path)

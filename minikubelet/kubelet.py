@@ -105,6 +105,9 @@ class Kubelet:
         client = self.client
         if cfg.rotate_certificates:
             store = CertStore(cert_dir, "kubelet-client", *files)
+            current = store.current()
+            if current is not None and current[1] != files[0]:
+                self._ssl.load_cert_chain(current[1])  # a rotated certificate newer than the kubeconfig's
             rotator = CertificateManager(store, Template(self.node_name, KUBE_APISERVER_CLIENT_KUBELET),
                                          lambda: client, self._client_rotated)
             self._spawn(rotator.run(), "client-cert-rotation")

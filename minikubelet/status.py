@@ -120,10 +120,10 @@ def get_phase(pod: Mapping[str, Any], statuses: list[Obj], observed: Mapping[str
 def _condition(old: Mapping[str, Obj], type_: str, ok: bool, now: float, reason: str = "",
                message: str = "") -> Obj:
     status = "True" if ok else "False"
-    prev = old.get(type_)
-    changed = prev is None or prev.get("status") != status
+    prev = old.get(type_) or {}
+    moved = prev.get("status") != status or not prev.get("lastTransitionTime")
     out: Obj = {"type": type_, "status": status, "lastProbeTime": None,
-                "lastTransitionTime": rfc3339(now) if changed else prev.get("lastTransitionTime")}  # type: ignore[union-attr]
+                "lastTransitionTime": rfc3339(now) if moved else prev["lastTransitionTime"]}
     if not ok and reason:
         out["reason"] = reason
     if not ok and message:

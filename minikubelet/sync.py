@@ -58,6 +58,9 @@ class PodWorker:
             except (ClientError, *_NET_ERRORS) as e:
                 log.warning("error syncing pod %s, will retry: %s", reconcile.pod_ref(self.pod), e)
                 result = self.w.clock() + 1.0
+            except Exception:  # a bug for one pod must not stop its worker for good
+                log.exception("unexpected error syncing pod %s, will retry", reconcile.pod_ref(self.pod))
+                result = self.w.clock() + 1.0
             if result is True:
                 return
             if result is None:
@@ -100,6 +103,8 @@ class PodWorker:
                 await self._delete()
             elif isinstance(action, reconcile.Forget):
                 w.runtime.forget(uid)
+                for key in [k for k in w.backoff if k.startswith(uid + "/")]:
+                    del w.backoff[key]
                 log.info("pod %s forgotten", reconcile.pod_ref(pod))
                 return True
         return plan.next_sync or 0.0
@@ -280,5 +285,7 @@ class PodSource:
                 log.warning("pod list/watch failed: %s", e)
             except _NET_ERRORS as e:
                 log.warning("pod list/watch interrupted: %s", e or type(e).__name__)
+            except Exception:  # keep syncing whatever happened
+                log.exception("pod list/watch failed unexpectedly")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)

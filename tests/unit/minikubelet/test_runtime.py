@@ -1,0 +1,158 @@
+"""The process runtime with real processes: start, logs, exits, kill, adoption after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from minikubelet.logs import LogOptions, read_log
+from minikubelet.podstate import kill_all, proc_start_ticks
+from minikubelet.runtime import ContainerLookupError, ProcessRuntime
+
+ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin"}
+POD = {"metadata": {"namespace": "default", "name": "p1", "uid": "u1"},
+       "spec": {"containers": [{"name": "c1", "image": "busybox"}]}}
+
+
+@pytest.fixture
+async def rt(tmp_path: Path) -> AsyncIterator[ProcessRuntime]:
+    runtime = ProcessRuntime(str(tmp_path))
+    runtime.ensure_pod(POD, "10.244.1.2")
+    try:
+        yield runtime
+    finally:
+        await runtime.close()
+        kill_all(str(tmp_path))
+
+
+def exits(rt: ProcessRuntime) -> asyncio.Queue[str]:
+    q: asyncio.Queue[str] = asyncio.Queue()
+    rt.on_change = q.put_nowait
+    return q
+
+
+async def start(rt: ProcessRuntime, script: str, n: int = 0) -> None:
+    await rt.start("u1", "c1", n, ["sh", "-c", script], ENV, rt.workdir("u1"))
+
+
+def group(pgid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid:
+            out.append(int(entry))
+    return out
+
+
+def alive(pid: int | None) -> bool:
+    return pid is not None and proc_start_ticks(pid) is not None
+
+
+async def test_output_goes_to_the_cri_log_and_the_exit_code_is_kept(rt: ProcessRuntime) -> None:
+    q = exits(rt)
+    await start(rt, "echo out; echo err >&2; exit 3")
+    assert await asyncio.wait_for(q.get(), 10) == "u1"
+    cur = rt.observe("u1")["c1"].current
+    assert cur is not None and not cur.running and cur.exit_code == 3 and cur.reason == "Error"
+    view = rt.pods()[0].containers[0]
+    assert view.log_path.endswith("/pods/default_p1_u1/c1/0.log") and view.state == "terminated"
+    assert sorted(read_log(view.log_path).splitlines()) == [b"err", b"out"]
+    assert read_log(view.log_path, LogOptions(stream="Stderr")) == b"err\n"
+
+
+async def test_a_program_that_cannot_start_is_a_start_error_not_a_crash(rt: ProcessRuntime) -> None:
+    await rt.start("u1", "c1", 0, ["definitely-not-a-program"], ENV, rt.workdir("u1"))
+    cur = rt.observe("u1")["c1"].current
+    assert cur is not None and (cur.exit_code, cur.reason) == (128, "StartError")
+    assert cur.message == 'exec: "definitely-not-a-program": executable file not found in $PATH'
+    not_executable = Path(rt.workdir("u1")) / "data.txt"
+    not_executable.write_text("hello")
+    await rt.start("u1", "c1", 1, [str(not_executable)], ENV, rt.workdir("u1"))
+    cur = rt.observe("u1")["c1"].current
+    assert cur is not None and cur.message == f'exec: "{not_executable}": permission denied'
+    await rt.start("u1", "c1", 2, ["true"], ENV, "/no/such/dir")
+    cur = rt.observe("u1")["c1"].current
+    assert cur is not None and "chdir to cwd" in cur.message
+    assert rt.observe("u1")["c1"].previous is not None
+
+
+async def test_kill_terms_the_whole_process_group(rt: ProcessRuntime) -> None:
+    await start(rt, "sleep 30 & sleep 31; wait")
+    cur = rt.observe("u1")["c1"].current
+    assert cur is not None and cur.running and alive(cur.pid)
+    await rt.kill("u1", 10)
+    after = rt.observe("u1")["c1"].current
+    assert after is not None and not after.running and after.exit_code == 143
+    assert not alive(cur.pid) and group(cur.pid or 0) == []  # no process of the group is left, not even a zombie
+
+
+async def test_sigkill_after_the_grace_period(rt: ProcessRuntime) -> None:
+    q = exits(rt)
+    fifo = Path(rt.workdir("u1")) / "go"
+    os.mkfifo(fifo)
+    await start(rt, "trap '' TERM; read x < go; echo ready; while :; do sleep 0.05; done")
+    view = rt.pods()[0].containers[0]
+    lines = rt.follow_log("default", "p1", "c1")
+    first = asyncio.ensure_future(anext(lines))
+    await asyncio.sleep(0)  # the follower has opened the log and waits for new lines
+    await asyncio.to_thread(fifo.write_text, "go\n")
+    assert (await asyncio.wait_for(first, 10)).endswith(b" stdout F ready\n")  # the trap is set
+    await lines.aclose()  # type: ignore[attr-defined]
+    await rt.kill("u1", 0.3)
+    await asyncio.wait_for(q.get(), 5)
+    cur = rt.observe("u1")["c1"].current
+    assert cur is not None and cur.exit_code == 137 and view.pid == cur.pid
+
+
+async def test_run_uses_the_containers_env_and_workdir(rt: ProcessRuntime) -> None:
+    await start(rt, "sleep 30")
+    result = await rt.run("default", "p1", "c1", ["sh", "-c", "pwd; echo $PATH; exit 4"])
+    assert result.exit_code == 4
+    assert result.output.decode().splitlines() == [rt.workdir("u1"), ENV["PATH"]]
+    missing = await rt.run("default", "p1", "c1", ["nope-nope"])
+    assert missing.exit_code == 127 and b"executable file not found" in missing.output
+    with pytest.raises(ContainerLookupError):
+        await rt.run("default", "p1", "other", ["true"])
+    assert [p.name for p in rt.running_pods()] == ["p1"]
+    assert rt.find("default", "p1") is not None and rt.find("default", "p2") is None
+
+
+async def test_follow_log_ends_with_the_container(rt: ProcessRuntime) -> None:
+    await start(rt, "read x < /dev/null; sleep 0.3; echo one; echo two")
+    lines = [line async for line in rt.follow_log("default", "p1", "c1")]
+    assert [line.split(b" ", 3)[3] for line in lines] == [b"one\n", b"two\n"]
+
+
+async def test_a_restarted_runtime_adopts_running_processes(tmp_path: Path, rt: ProcessRuntime) -> None:
+    await start(rt, "echo first; exit 1", 0)
+    await start(rt, "sleep 30", 1)
+    pid = rt.observe("u1")["c1"].current.pid  # type: ignore[union-attr]
+    await rt.close()  # the kubelet goes away; the shim and the process stay
+    assert alive(pid)
+    again = ProcessRuntime(str(tmp_path))
+    q = exits(again)
+    assert again.load() == ["u1"]
+    obs = again.observe("u1")["c1"]
+    assert obs.current is not None and obs.current.running and obs.current.pid == pid
+    assert obs.current.restart_count == 1 and obs.previous is not None and obs.previous.exit_code == 1
+    assert again.pod_ip("u1") == "10.244.1.2"
+    assert again.pods()[0].containers[0].previous_log_path.endswith("/c1/0.log")
+    os.killpg(pid or 0, 9)  # an exit while adopted is noticed through the pidfd
+    assert await asyncio.wait_for(q.get(), 5) == "u1"
+    cur = again.observe("u1")["c1"].current
+    assert cur is not None and cur.exit_code == 137
+    await again.close()
+
+
+async def test_ip_allocation_skips_the_gateway_and_used_addresses(rt: ProcessRuntime) -> None:
+    assert rt.allocate_ip("10.244.1.0/24") == "10.244.1.3"  # .2 is taken by p1
+    rt.forget("u1")
+    assert rt.allocate_ip("10.244.1.0/24") == "10.244.1.2" and rt.uids() == []
