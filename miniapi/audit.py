@@ -10,18 +10,25 @@ no headers, no bodies.
 from __future__ import annotations
 
 import collections
-import datetime as dt
 import json
 import sys
+import time
 import uuid
 from typing import IO, Any
 
 from miniapi.requestinfo import RequestInfo
 from miniapi.user import UserInfo
 
+_second: list[object] = [-1, ""]  # the last whole second formatted, reused within that second
+
 
 def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """RFC 3339 with microseconds (``2026-11-28T12:00:00.123456Z``); on every request, so cheap."""
+    now = time.time()
+    whole = int(now)
+    if _second[0] != whole:
+        _second[0], _second[1] = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return f"{_second[1]}.{int((now - whole) * 1_000_000):06d}Z"
 
 
 class AuditLog:

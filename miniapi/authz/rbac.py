@@ -275,13 +275,15 @@ class RBACAuthorizer:
         """The rules a binding grants, or an error naming the missing role (the lister's wording)."""
         if binding.role_kind == "ClusterRole":
             rules = self._cluster_roles.get(binding.role_name)
-            missing = f"clusterrole.{GROUP} {go_quote(binding.role_name)} not found"
+            kind = "clusterrole"
         elif binding.role_kind == "Role" and binding.namespace:
             rules = self._roles.get((binding.namespace, binding.role_name))
-            missing = f"role.{GROUP} {go_quote(binding.role_name)} not found"
+            kind = "role"
         else:
             return (), f"unsupported roleRef kind {go_quote(binding.role_kind)}"
-        return (rules, "") if rules is not None else ((), missing)
+        if rules is not None:  # the hot path: no message to build
+            return rules, ""
+        return (), f"{kind}.{GROUP} {go_quote(binding.role_name)} not found"
 
     def rules_of(self, user: UserInfo, namespace: str) -> tuple[list[PolicyRule], list[str]]:
         """Every rule that applies to ``user`` in ``namespace`` (cluster-wide ones when ``""``)."""
