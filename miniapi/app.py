@@ -18,6 +18,7 @@ from aiohttp import web
 
 from miniapi import errors
 from miniapi.endpoints.nonresource import NonResource
+from miniapi.endpoints.podlog import PodLogs
 from miniapi.endpoints.rest import RestHandlers
 from miniapi.endpoints.reviews import Reviews
 from miniapi.endpoints.watch import serve_watch
@@ -50,6 +51,7 @@ class Router:
         self.rest = RestHandlers(server)
         self.reviews = Reviews(server)
         self.nonresource = NonResource(server)
+        self.podlog = PodLogs(server)
 
     def resource_type(self, info: RequestInfo) -> ResourceType:
         rt = lookup(info.api_group, info.resource)
@@ -113,6 +115,8 @@ class Router:
             return await self.reviews.token_request(request)
         elif sub == "binding" and verb == "create":
             return await self.reviews.binding(request, rt)
+        elif sub == "log" and request.method == "GET":  # not HEAD: no kubelet connection for an empty body
+            return await self.podlog.get(request)
         raise errors.method_not_allowed()
 
     async def virtual(self, request: web.Request, rt: ResourceType, info: RequestInfo

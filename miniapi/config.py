@@ -126,8 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     a("--kubelet-client-certificate", default="", help="Client certificate for TLS to kubelets.")
     a("--kubelet-client-key", default="", help="Client key for TLS to kubelets.")
     a("--kubelet-preferred-address-types", type=_csv, default=list(ADDRESS_TYPES),
-      help="List of the preferred NodeAddressTypes to use for kubelet connections.")
-    a("--kubelet-timeout", type=float, default=5.0, help="Timeout (s) for non-streaming kubelet calls.")
+      help="List of the preferred NodeAddressTypes to use for kubelet connections (the first the node "
+           "reports wins). Unlike the real apiserver, a name (Hostname/InternalDNS/ExternalDNS) that does not "
+           "resolve is skipped for the next type; kubeadm passes InternalIP,ExternalIP,Hostname.")
+    a("--kubelet-timeout", type=float, default=5.0,
+      help="Timeout (s) for kubelet calls: connect, TLS handshake and response headers (a streamed body, "
+           "e.g. logs -f, may then last as long as it likes).")
     a("--service-cluster-ip-range", default="10.96.0.0/12",
       help="A CIDR range from which to assign service cluster IPs.")
     a("--data-dir", default="",

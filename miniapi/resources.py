@@ -64,9 +64,10 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "nodes", "Node", False, "node", ("no",), STANDARD_VERBS,
                  (Subresource("status", "Node", _STATUS),)),
     ResourceType("", "v1", "pods", "Pod", True, "pod", ("po",), STANDARD_VERBS,
-                 # log/exec/attach/portforward/proxy join with the kubelet paths (issues 4 and 5)
+                 # exec/attach/portforward/proxy join with the kubelet paths (issues 4 and 5)
                  (Subresource("status", "Pod", _STATUS),
-                  Subresource("binding", "Binding", CREATE_ONLY))),
+                  Subresource("binding", "Binding", CREATE_ONLY),
+                  Subresource("log", "Pod", ("get",)))),
     ResourceType("", "v1", "services", "Service", True, "service", ("svc",),
                  ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"),
                  (Subresource("status", "Service", _STATUS),)),

@@ -33,9 +33,10 @@ from miniapi.authn.x509 import X509Authenticator
 from miniapi.authz.union import build_authorizer
 from miniapi.bootstrap import Bootstrap
 from miniapi.config import Config
+from miniapi.proxy.kubelet import KubeletDialer
 from miniapi.registry.table import strategies
 from miniapi.selfsigned import ensure_self_signed
-from miniapi.store import open_store
+from miniapi.store import NotFound, open_store
 
 log = logging.getLogger("miniapi")
 
@@ -56,6 +57,7 @@ class APIServer:
         self.bootstrap = Bootstrap(self)
         self.strategies = strategies()
         self._ip_lock = asyncio.Lock()
+        self.kubelet: KubeletDialer  # the apiserver -> kubelet connections (logs, exec, port-forward)
 
     # -- assembly ---------------------------------------------------------------------------------
     def _build_authn(self) -> Authenticator:
@@ -96,6 +98,7 @@ class APIServer:
         for warning in cfg.warnings:
             log.warning("%s", warning)
         self.store = open_store(cfg.data_dir or None)
+        self.kubelet = KubeletDialer.from_config(cfg, self.get_node)
         self.authenticator = self._build_authn()
         self.issuer = self._build_issuer()
         self.authorizer, self.rule_resolver, self.authz_indexes = build_authorizer(
@@ -136,6 +139,15 @@ class APIServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    # -- nodes ----------------------------------------------------------------------------------
+    async def get_node(self, name: str) -> dict[str, Any]:
+        """The Node a kubelet connection is for (NodeGetter of the KubeletDialer): 404 if missing."""
+        try:
+            node: dict[str, Any] = await self.store.get("nodes", "", name)
+        except NotFound:
+            raise errors.not_found("nodes", name) from None
+        return node
 
     # -- services -------------------------------------------------------------------------------
     async def allocate_cluster_ip(self, service: dict[str, Any], wanted: str) -> str:

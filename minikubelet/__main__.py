@@ -16,15 +16,28 @@ log = logging.getLogger("minikubelet")
 
 
 async def _serve(cfg: KubeletConfig) -> None:
+    """Start, serve until SIGTERM/SIGINT, stop. A signal during start (e.g. while registration retries
+    against an apiserver that is not there) stops it too, as it does the real kubelet."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with Kubelet(cfg) as kubelet:
-        api = kubelet.api
-        where = f"{cfg.address}:{api.port if api else cfg.port}"
-        print(f"minikubelet: node {kubelet.node_name} serving on {where}", flush=True)
-        await stop.wait()
+    kubelet = Kubelet(cfg)
+    starting = asyncio.create_task(kubelet.start())
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait([starting, stopping], return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            starting.result()  # a start error propagates (BootstrapError, OSError)
+            api = kubelet.api
+            where = f"{cfg.address}:{api.port if api else cfg.port}"
+            print(f"minikubelet: node {kubelet.node_name} serving on {where}", flush=True)
+            await stopping
+    finally:
+        for task in (starting, stopping):
+            task.cancel()
+        await asyncio.gather(starting, stopping, return_exceptions=True)
+        await kubelet.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,13 +14,24 @@ makeEnvironmentVariables, third_party/forked/golang/expansion).
    allows exactly the objects a pod on this node references).
 5. A missing object or key, unless ``optional: true``, is a :class:`ContainerConfigError`: the
    container waits with ``CreateContainerConfigError`` and the message the real kubelet writes.
+6. Service links (getServiceEnvVarMap, pkg/kubelet/envvars): for ``default/kubernetes`` always, and
+   with ``enableServiceLinks`` (default true) for every service of the pod's namespace that has a
+   ClusterIP, Docker-link style variables, e.g. for ClusterIP 10.96.0.1, port 443 named ``https``::
+
+       KUBERNETES_SERVICE_HOST=10.96.0.1      KUBERNETES_SERVICE_PORT=443
+       KUBERNETES_SERVICE_PORT_HTTPS=443      KUBERNETES_PORT=tcp://10.96.0.1:443
+       KUBERNETES_PORT_443_TCP=tcp://10.96.0.1:443          KUBERNETES_PORT_443_TCP_PROTO=tcp
+       KUBERNETES_PORT_443_TCP_PORT=443       KUBERNETES_PORT_443_TCP_ADDR=10.96.0.1
+
+   They may be referenced as ``$(VAR)`` in ``env`` values; the container's own variables win.
 """
 
 from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections import ChainMap
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -110,9 +121,57 @@ def _data(obj: Mapping[str, Any], resource: str) -> dict[str, str]:
     return {k: str(v) for k, v in (obj.get("data") or {}).items()}
 
 
+def _env_name(name: str) -> str:
+    return name.replace("-", "_").upper()
+
+
+def service_links(service: Mapping[str, Any]) -> dict[str, str]:
+    """envvars.FromServices for one service (rule 6); nothing without a ClusterIP or ports."""
+    spec = service.get("spec") or {}
+    ip, ports = str(spec.get("clusterIP") or ""), [p for p in spec.get("ports") or () if isinstance(p, dict)]
+    if ip in ("", "None") or not ports:
+        return {}
+    prefix = _env_name(str((service.get("metadata") or {}).get("name", "")))
+    host = f"[{ip}]" if ":" in ip else ip
+    out = {f"{prefix}_SERVICE_HOST": ip, f"{prefix}_SERVICE_PORT": str(ports[0].get("port"))}
+    for p in ports:
+        if p.get("name"):
+            out[f"{prefix}_SERVICE_PORT_{_env_name(str(p['name']))}"] = str(p.get("port"))
+    for i, p in enumerate(ports):
+        proto = str(p.get("protocol") or "TCP")
+        url = f"{proto.lower()}://{host}:{p.get('port')}"
+        if i == 0:
+            out[f"{prefix}_PORT"] = url
+        port_prefix = f"{prefix}_PORT_{p.get('port')}_{proto.upper()}"
+        out.update({port_prefix: url, f"{port_prefix}_PROTO": proto.lower(), f"{port_prefix}_PORT": str(p.get("port")),
+                    f"{port_prefix}_ADDR": ip})
+    return out
+
+
+def service_env(services: Iterable[Mapping[str, Any]], namespace: str, enable_service_links: bool) -> dict[str, str]:
+    """getServiceEnvVarMap (rule 6): the master service ``default/kubernetes`` and, with service links,
+    the services of ``namespace``."""
+    chosen: dict[str, Mapping[str, Any]] = {}
+    for svc in services:
+        meta = svc.get("metadata") or {}
+        name, ns = str(meta.get("name", "")), meta.get("namespace")
+        if str((svc.get("spec") or {}).get("clusterIP") or "") in ("", "None"):
+            continue
+        if ns == "default" and name == "kubernetes":
+            chosen.setdefault(name, svc)
+        elif ns == namespace and enable_service_links:
+            chosen[name] = svc
+    out: dict[str, str] = {}
+    for svc in chosen.values():
+        out.update(service_links(svc))
+    return out
+
+
 async def container_env(pod: Mapping[str, Any], container: Mapping[str, Any], *, host_ip: str, pod_ip: str,
-                        workdir: str, fetch: Fetch) -> dict[str, str]:
-    """The environment of one container (rules 1-5); raises ContainerConfigError."""
+                        workdir: str, fetch: Fetch, services: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of one container (rules 1-6; ``services`` from :func:`service_env`); raises
+    ContainerConfigError."""
+    services = services or {}
     namespace = str((pod.get("metadata") or {}).get("namespace", ""))
     env = {"PATH": DEFAULT_PATH, "HOSTNAME": str((pod.get("metadata") or {}).get("name", "")), "HOME": workdir}
     for source in container.get("envFrom") or ():
@@ -131,7 +190,7 @@ async def container_env(pod: Mapping[str, Any], container: Mapping[str, Any], *,
         name = str(item.get("name", ""))
         source = item.get("valueFrom")
         if not source:
-            env[name] = expand(str(item.get("value", "")), env)
+            env[name] = expand(str(item.get("value", "")), ChainMap(env, dict(services)))
             continue
         value: str | None
         if "fieldRef" in source:
@@ -146,4 +205,6 @@ async def container_env(pod: Mapping[str, Any], container: Mapping[str, Any], *,
             raise ContainerConfigError(f"env {name}: unsupported valueFrom {sorted(source)}")
         if value is not None:
             env[name] = value
+    for name, value in services.items():
+        env.setdefault(name, value)
     return env

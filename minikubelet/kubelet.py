@@ -8,8 +8,10 @@
    ``serverTLSBootstrap`` (until approved we serve the self-signed pair; the real kubelet serves
    nothing and its TLS handshakes fail), or the self-signed pair.
 5. The kubelet API on ``--address:--port`` (+ ``--read-only-port``), see server.py.
-6. Node registration, then the status and Lease heartbeats (node.py).
-7. The pod sync loop: list + watch this node's pods, one worker per pod (sync.py).
+6. Node registration, then the status and Lease heartbeats and a watch of its own Node (node.py).
+7. The pod sync loop: list + watch this node's pods, one worker per pod (sync.py), with a service
+   informer (list + watch of all services) for the containers' service-link variables, and the
+   token manager + volume manager for projected service-account tokens (token.py, volumes.py).
 
 ``stop()`` ends all of it but leaves the pods' processes running: containers outlive their kubelet,
 and the next kubelet adopts them.
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from miniapi.client import KubeClient, ssl_context_for
+from miniapi.controllermanager.informer import Informer
 from minikubelet import bootstrap
 from minikubelet.bootstrap import CertificateManager, CertStore, Template
 from minikubelet.config import KubeletConfig, default_node_ip
@@ -127,12 +130,15 @@ class Kubelet:
             await self.node.register()
             self._spawn(self.node.status_loop(), "node-status")
             self._spawn(self.node.lease_loop(), "node-lease")
+            self._spawn(self.node.watch_loop(), "node-informer")
         self._recorder = Recorder(client, self.node_name)
         node = self.node
+        services = Informer(client, "services")
+        self._spawn(services.run(), "service-informer")
         self.workers = PodWorkers(client, self.runtime, self._recorder, host_ip=self.node_ip,
                                   pod_cidr=lambda: node.node_pod_cidr,
                                   policy=BackOffPolicy(cfg.crash_loop_back_off_initial, cfg.crash_loop_back_off_max),
-                                  sync_frequency=cfg.sync_frequency)
+                                  sync_frequency=cfg.sync_frequency, services=services)
         self.source = PodSource(client, self.node_name, self.workers)
         self._spawn(self.source.run(), "pod-sync")
         log.info("kubelet started node=%s nodeIP=%s", self.node_name, self.node_ip)

@@ -13,7 +13,10 @@ pkg/kubelet/nodestatus/setters.go, component-helpers/apimachinery/lease).
 3. Lease ``kube-node-lease/NAME``: holderIdentity NAME, leaseDurationSeconds 40, renewTime now
    (MicroTime), owned by the Node; renewed every 10s (a quarter of the duration) with a PUT that
    carries the last resourceVersion (a conflict re-reads it).
-4. On stop the kubelet simply stops posting; the node lifecycle controller marks it NotReady after
+4. Its own Node is watched (LIST + WATCH ``fieldSelector=metadata.name=NAME``, the real kubelet's
+   node informer), so a ``spec.podCIDR`` that the controller-manager assigns after registration is
+   used for the next pod at once, not after the next status update.
+5. On stop the kubelet simply stops posting; the node lifecycle controller marks it NotReady after
    the Lease expires (40s grace).
 
 The kubelet's own client certificate (``system:node:NAME``) is used: the Node authorizer lets it
@@ -242,6 +245,24 @@ class NodeAgent:
                 await self.update_status()
             except _RETRYABLE as e:
                 log.warning("error updating node status, will retry: %s", e)
+
+    async def watch_loop(self) -> None:
+        """Rule 4: keep ``self.node`` current (spec.podCIDR above all)."""
+        selector = f"metadata.name={self.node_name}"
+        while True:
+            try:
+                lst = await self.client.list("nodes", fieldSelector=selector)
+                for item in lst.get("items") or ():
+                    self.node = item
+                rv = str((lst.get("metadata") or {}).get("resourceVersion", ""))
+                async for event in self.client.watch("nodes", resource_version=rv, fieldSelector=selector):
+                    if event.get("type") in ("ADDED", "MODIFIED"):
+                        self.node = event["object"]
+            except asyncio.CancelledError:
+                raise
+            except _RETRYABLE as e:
+                log.debug("node watch ended, re-listing: %s", e)
+                await asyncio.sleep(0.5)
 
     async def lease_loop(self) -> None:
         interval = self.lease_duration / 4

@@ -3,7 +3,8 @@
 It plays containerd for the kubelet:
 
 1. ``start`` runs ``python -m minikubelet.shim`` in a new session and reads its one-line report
-   (started, with the process's pid, or a StartError); the shim's exit is the container's exit.
+   (started, with the process's pid, or a StartError); the shim's exit is the container's exit. A
+   container with volume mounts gets its own mount namespace (mounts.py); ``run`` joins it.
 2. ``kill`` sends SIGTERM to each running process group, waits up to the grace period, then SIGKILL.
 3. ``load`` adopts what a previous kubelet started (podstate.py says how runs are classified) and
    watches the running shims through pidfds, since they are not our children.
@@ -26,6 +27,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from minikubelet.mounts import join_namespace_of
 from minikubelet.podstate import (
     KEEP_RUNS,
     ContainerRun,
@@ -77,6 +79,10 @@ class ProcessRuntime:
 
     def workdir(self, uid: str) -> str:
         return self._pods[uid].workdir
+
+    def pod_dir(self, uid: str) -> str:
+        """``<root-dir>/pods/<uid>``: the pod's state, work directory and volumes."""
+        return self._pods[uid].dir
 
     def known(self, uid: str) -> bool:
         return uid in self._pods
@@ -160,15 +166,16 @@ class ProcessRuntime:
     # -- starting and stopping --------------------------------------------------------------------------
 
     async def start(self, uid: str, name: str, restart_count: int, argv: list[str], env: dict[str, str],
-                    cwd: str) -> None:
-        """Start run ``restart_count`` of container ``name``; a failure to exec is recorded, not raised."""
+                    cwd: str, mounts: list[dict[str, Any]] | None = None) -> None:
+        """Start run ``restart_count`` of container ``name``; a failure to exec is recorded, not raised.
+        ``mounts`` are bind-mounted by the shim in the container's own mount namespace (mounts.py)."""
         p = self._pods[uid]
         d = os.path.join(p.dir, "containers", name, str(restart_count))
         os.makedirs(d, exist_ok=True)
         log_path = os.path.join(p.log_dir, name, f"{restart_count}.log")
         run = ContainerRun(name, restart_count, d, log_path, env, cwd)
         exit_path = os.path.join(d, "exit.json")
-        spec = {"argv": argv, "env": env, "cwd": cwd, "log": log_path, "exit": exit_path}
+        spec = {"argv": argv, "env": env, "cwd": cwd, "log": log_path, "exit": exit_path, "mounts": mounts or []}
         write_json(os.path.join(d, "spec.json"), spec)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(exit_path)
@@ -197,6 +204,9 @@ class ProcessRuntime:
             log.info("container failed to start pod=%s/%s container=%s: %s", p.namespace, p.name, name, run.message)
             return
         run.pid, run.running = int(report["pid"]), True
+        run.env.update(report.get("fallbackEnv") or {})
+        for warning in report.get("warnings") or ():
+            log.warning("pod=%s/%s container=%s: %s", p.namespace, p.name, name, warning)
         run.started_at = int(report["startedAt"]) / 1e9
         write_json(os.path.join(d, "shim.json"), {
             "shimPid": run.shim_pid, "shimTicks": run.shim_ticks, "pid": run.pid,
@@ -301,7 +311,8 @@ class ProcessRuntime:
         try:
             proc = await asyncio.create_subprocess_exec(
                 *command, env=run.env, cwd=run.cwd or None, stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+                preexec_fn=join_namespace_of(run.pid, run.cwd) if run.pid else None)
         except OSError as err:
             from minikubelet.shim import start_error
 

@@ -5,13 +5,18 @@ shim, not the kubelet, is the process's parent and owns its output, so container
 restart (``kill -9``) and the new kubelet adopts them from the files below. SPEC is JSON::
 
     {"argv": ["sh", "-c", "echo hi"], "env": {"PATH": "..."}, "cwd": "/var/lib/kubelet/pods/UID/workdir",
-     "log": ".../pods/NS_NAME_UID/c1/0.log", "exit": ".../pods/UID/containers/c1/0/exit.json"}
+     "log": ".../pods/NS_NAME_UID/c1/0.log", "exit": ".../pods/UID/containers/c1/0/exit.json",
+     "mounts": [{"source": ".../pods/UID/volumes/kubernetes.io~projected/kube-api-access-x7k2p",
+                 "target": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true,
+                 "fallbackEnv": "MINIKUBELET_SERVICEACCOUNT_DIR"}]}
 
-1. Start the process in its own session and process group (so the kubelet's ``killpg`` reaches
-   its children), stdin ``/dev/null``, stdout and stderr into pipes.
+1. With ``mounts``, enter a new mount namespace and bind-mount them (mounts.py; without privileges,
+   fall back to environment variables). Start the process in its own session and process group (so
+   the kubelet's ``killpg`` reaches its children), stdin ``/dev/null``, stdout and stderr into pipes.
 2. Tell the kubelet on stdout, one JSON line, then close stdout:
-   ``{"pid": 4242, "startedAt": <ns>}`` or, if exec failed, ``{"error": "exec: \\"nope\\": executable
-   file not found in $PATH"}`` (the kubelet shows it as ``StartError``, exit code 128, like runc).
+   ``{"pid": 4242, "startedAt": <ns>, "warnings": [], "fallbackEnv": {}}`` or, if exec failed,
+   ``{"error": "exec: \\"nope\\": executable file not found in $PATH"}`` (the kubelet shows it as
+   ``StartError``, exit code 128, like runc).
 3. Copy both pipes into the CRI log file (logs.py) until the process exits; SIGTERM/SIGINT sent to
    the shim are forwarded to the process group.
 4. When the process exits, kill what is left of its group (a container's processes die with its
@@ -31,6 +36,7 @@ import threading
 import time
 from typing import Any
 
+from minikubelet import mounts
 from minikubelet.logs import CriLogWriter
 
 DRAIN_SECONDS = 5.0
@@ -115,6 +121,9 @@ def run(spec: dict[str, Any]) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)  # handled, not ignored: the child gets the default dispositions
     become_subreaper()
+    before = dict(env)
+    warnings = mounts.apply(list(spec.get("mounts") or ()), env)
+    fallback = {k: v for k, v in env.items() if before.get(k) != v}
     with open(spec["log"], "ab") as log:  # exists before anyone is told the container started
         started = time.time_ns()
         try:
@@ -129,7 +138,7 @@ def run(spec: dict[str, Any]) -> int:
             _report({"error": message})
             return 0
         child["pid"] = proc.pid
-        _report({"pid": proc.pid, "startedAt": started})
+        _report({"pid": proc.pid, "startedAt": started, "warnings": warnings, "fallbackEnv": fallback})
         code, finished = supervise(proc, CriLogWriter(log))
     signum = -code if code < 0 else 0
     exit_code = 128 + signum if signum else code

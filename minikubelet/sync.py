@@ -9,6 +9,13 @@
    through the runtime, and PATCHes ``pods/NAME/status`` when the computed status changed.
 3. Pods the runtime has but the apiserver no longer lists (deleted while the kubelet was down) get
    a worker too, which stops their processes and forgets them.
+4. Volumes (volumes.py) are set up before the first container starts and again on every sync once
+   ``--sync-frequency`` has passed (token refresh, ConfigMap updates); a failed set-up records
+   ``FailedMount`` and is retried with back-off (0.5 s doubling to 2m2s), containers not started
+   meanwhile. They are torn down once nothing runs: before the final delete, or when the pod is
+   Succeeded/Failed.
+5. Every container gets the service-link variables (env.py rule 6) from the kubelet's service
+   informer; until it has listed once, containers wait with ``CreateContainerConfigError``.
 """
 
 from __future__ import annotations
@@ -17,20 +24,33 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
 from miniapi.client import ClientError, KubeClient, resource_path
 from minikubelet import reconcile, status
-from minikubelet.env import ContainerConfigError, command_line, container_env
+from minikubelet.env import ContainerConfigError, command_line, container_env, service_env
 from minikubelet.events import Recorder
 from minikubelet.reconcile import BackOffEntry, BackOffPolicy, ContainerObservation, Waiting
 from minikubelet.runtime import ProcessRuntime
+from minikubelet.token import TokenManager
+from minikubelet.volumes import VolumeError, VolumeManager, container_mounts
 
 log = logging.getLogger("minikubelet.sync")
 Obj = dict[str, Any]
 _NET_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, ValueError)
+MOUNT_BACKOFF_INITIAL, MOUNT_BACKOFF_MAX = 0.5, 122.0  # nestedpendingoperations' exponential back-off
+NO_SERVICES = "services have not yet been read at least once, cannot construct envvars"
+
+
+class ServiceLister(Protocol):
+    """The kubelet's service informer (miniapi.controllermanager.informer.Informer fits)."""
+
+    @property
+    def has_synced(self) -> bool: ...
+
+    def items(self) -> list[Obj]: ...
 
 
 class PodWorker:
@@ -42,6 +62,9 @@ class PodWorker:
         self.last_status: Obj | None = None
         self.deleted = False
         self.backoff_events: set[tuple[str, int]] = set()
+        self.volume_paths: dict[str, str] | None = None  # set up: volume name -> host directory
+        self.volumes_at = 0.0
+        self.mount_retry_at, self.mount_delay = 0.0, 0.0
 
     def _observe(self) -> dict[str, ContainerObservation]:
         out = self.w.runtime.observe(self.uid)
@@ -83,9 +106,10 @@ class PodWorker:
         plan = reconcile.plan(base, self._observe(), removed=self.removed, now=w.clock(), backoff=w.backoff,
                               policy=w.policy)
         w.backoff.update(plan.backoff)
+        mount_retry = None if deleting or terminal else await self._mount_volumes()
         acted = False
         for action in plan.actions:
-            if isinstance(action, reconcile.StartContainer):
+            if isinstance(action, reconcile.StartContainer) and mount_retry is None:
                 await self._start(action)
                 acted = True
             elif isinstance(action, reconcile.KillPod):
@@ -98,16 +122,48 @@ class PodWorker:
             return None
         if w.runtime.known(uid) and not self.removed:
             await self._post_status(base, plan)
+            if (self.last_status or {}).get("phase") in reconcile.TERMINAL_PHASES:
+                self._unmount_volumes()
         for action in plan.actions:
             if isinstance(action, reconcile.DeletePod) and not self.deleted:
+                self._unmount_volumes()
                 await self._delete()
             elif isinstance(action, reconcile.Forget):
+                self._unmount_volumes()
                 w.runtime.forget(uid)
                 for key in [k for k in w.backoff if k.startswith(uid + "/")]:
                     del w.backoff[key]
                 log.info("pod %s forgotten", reconcile.pod_ref(pod))
                 return True
+        if mount_retry is not None:
+            return min(plan.next_sync, mount_retry) if plan.next_sync else mount_retry
         return plan.next_sync or 0.0
+
+    async def _mount_volumes(self) -> float | None:
+        """Rule 4: None when the containers may start, else when to try again."""
+        w, now = self.w, self.w.clock()
+        if not w.runtime.known(self.uid) or self.removed:
+            return None
+        if self.volume_paths is not None and now - self.volumes_at < 0.9 * w.sync_frequency:
+            return None
+        if now < self.mount_retry_at:
+            return None if self.volume_paths is not None else self.mount_retry_at
+        try:
+            self.volume_paths = await w.volumes.setup(self.pod, w.runtime.pod_dir(self.uid), w.runtime.pod_ip(self.uid))
+        except VolumeError as e:
+            self.mount_delay = min(max(MOUNT_BACKOFF_INITIAL, self.mount_delay * 2), MOUNT_BACKOFF_MAX)
+            self.mount_retry_at = now + self.mount_delay
+            w.recorder.record(self.pod, "", "Warning", "FailedMount", str(e))
+            log.warning("pod %s: %s", reconcile.pod_ref(self.pod), e)
+            return None if self.volume_paths is not None else self.mount_retry_at
+        self.volumes_at, self.mount_delay = now, 0.0
+        return None
+
+    def _unmount_volumes(self) -> None:
+        if self.w.runtime.known(self.uid) and (self.volume_paths is not None or self.mount_delay):
+            self.w.volumes.teardown(self.w.runtime.pod_dir(self.uid), self.uid)
+            log.info("volumes of pod %s torn down", reconcile.pod_ref(self.pod))
+        self.volume_paths = None
 
     async def _start(self, action: reconcile.StartContainer) -> None:
         w, pod, name = self.w, self.pod, action.name
@@ -118,14 +174,15 @@ class PodWorker:
         pod_ip = w.runtime.pod_ip(self.uid)
         try:
             env = await container_env(pod, container, host_ip=w.host_ip, pod_ip=pod_ip, workdir=workdir,
-                                      fetch=w.fetch)
+                                      fetch=w.fetch, services=w.service_env(pod))
+            mounts = container_mounts(pod, container, self.volume_paths or {})
         except ContainerConfigError as e:
             self.blocked[name] = (Waiting("CreateContainerConfigError", str(e)), w.clock())
             w.recorder.record(pod, name, "Warning", "Failed", f"Error: {e}")
             return
         self.blocked.pop(name, None)
         await w.runtime.start(self.uid, name, action.restart_count, command_line(container, env), env,
-                              str(container.get("workingDir") or workdir))
+                              str(container.get("workingDir") or workdir), mounts)
         cur = w.runtime.observe(self.uid)[name].current
         if cur is not None and cur.reason == reconcile.START_ERROR:
             w.recorder.record(pod, name, "Warning", "Failed", f"Error: {cur.message}")
@@ -180,8 +237,12 @@ class PodWorkers:
 
     def __init__(self, client: KubeClient, runtime: ProcessRuntime, recorder: Recorder, *, host_ip: str,
                  pod_cidr: Callable[[], str], policy: BackOffPolicy = reconcile.DEFAULT_BACKOFF,
-                 sync_frequency: float = 60.0, clock: Callable[[], float] = time.time) -> None:
+                 sync_frequency: float = 60.0, clock: Callable[[], float] = time.time,
+                 services: ServiceLister | None = None) -> None:
         self.client, self.runtime, self.recorder = client, runtime, recorder
+        self.services = services
+        self.tokens = TokenManager(self.request_token, clock)
+        self.volumes = VolumeManager(self.fetch, self.tokens, host_ip)
         self.host_ip, self.pod_cidr, self.policy = host_ip, pod_cidr, policy
         self.sync_frequency, self.clock = sync_frequency, clock
         self.backoff: dict[str, BackOffEntry] = {}
@@ -202,6 +263,20 @@ class PodWorkers:
             if e.code == 404:
                 return None
             raise ContainerConfigError(f"cannot read {resource} {namespace}/{name}: {e.message}") from None
+
+    async def request_token(self, namespace: str, service_account: str, body: Obj) -> Obj:
+        """POST serviceaccounts/NAME/token (token.py rule 1)."""
+        return await self.client.create("serviceaccounts", body, namespace, name=service_account, subresource="token")
+
+    def service_env(self, pod: Obj) -> dict[str, str]:
+        """Rule 5; ContainerConfigError until the service informer has listed once."""
+        if self.services is None:
+            return {}
+        if not self.services.has_synced:
+            raise ContainerConfigError(NO_SERVICES)
+        spec = pod.get("spec") or {}
+        return service_env(self.services.items(), str(reconcile.meta(pod).get("namespace", "")),
+                           spec.get("enableServiceLinks") is not False)
 
     def poke(self, uid: str) -> None:
         worker = self.workers.get(uid)

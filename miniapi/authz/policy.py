@@ -24,7 +24,8 @@ Every object carries the label ``kubernetes.io/bootstrapping: rbac-defaults`` an
 7. ``system:kube-controller-manager`` bound to the user of that name. Kube also runs each controller
    under its own ``system:controller:*`` role; we fold in what our controllers need instead: the
    certificate controller's (approve and sign CSRs), root-ca-cert-publisher's (write configmaps),
-   node-controller's (update nodes and nodes/status) and kube-scheduler's (pods/binding, pods/status),
+   node-controller's (update nodes and nodes/status), endpoint-controller's (read services and pods,
+   write endpoints) and kube-scheduler's (pods/binding, pods/status),
    since our scheduler runs inside the controller-manager.
 8. ``system:node-proxier`` -> ``system:kube-proxy``, ``system:monitoring`` -> group
    ``system:monitoring``, ``system:service-account-issuer-discovery`` -> ``system:serviceaccounts``.
@@ -215,6 +216,9 @@ def _controller_manager_rules() -> list[dict[str, list[str]]]:
         rule(("update", "patch"), CORE, ("nodes", "nodes/status")),
         rule("create", CORE, ("pods/binding", "bindings")),
         rule(("update", "patch"), CORE, ("pods/status",)),
+        # folded in from system:controller:endpoint-controller
+        rule(READ, CORE, ("services", "pods")),
+        rule(("create", "update", "delete"), CORE, ("endpoints",)),
     ]
 
 

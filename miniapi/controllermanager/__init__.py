@@ -15,6 +15,7 @@ Map (one controller per module; each module's docstring lists its rules):
     rootcacertpublisher.py  ConfigMap "kube-root-ca.crt" in every namespace
     nodelifecycle.py        missed heartbeats -> Ready=Unknown + unreachable taints
     nodeipam.py             spec.podCIDR from --cluster-cidr
+    endpoints.py            Endpoints of every Service with a selector: its ready pods' IPs and ports
     scheduling.py           the scheduler's filters and scoring (pure)
     scheduler.py            bind pods to nodes (kube-scheduler's job, run in-process here)
 """

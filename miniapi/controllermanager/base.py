@@ -48,6 +48,9 @@ class Client(Protocol):
     async def patch(self, resource: str, name: str, patch: Any, namespace: str = "", group: str = "",
                     subresource: str = "", patch_type: str = "application/merge-patch+json") -> Obj: ...
 
+    async def delete(self, resource: str, name: str, namespace: str = "", group: str = "",
+                     grace_period_seconds: int | None = None) -> Any: ...
+
 
 class Controller(Protocol):
     name: str

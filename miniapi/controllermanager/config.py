@@ -38,6 +38,7 @@ CONTROLLERS: dict[str, str] = {
     "root-ca-cert-publisher": "root-ca-certificate-publisher-controller",
     "nodelifecycle": "node-lifecycle-controller",
     "nodeipam": "node-ipam-controller",
+    "endpoint": "endpoints-controller",
     "scheduler": "kube-scheduler",
 }
 _ALIASES = {long: short for short, long in CONTROLLERS.items()}

@@ -28,6 +28,7 @@ from miniapi.controllermanager.base import Client, Controller, ControllerContext
 from miniapi.controllermanager.config import Config, format_duration
 from miniapi.controllermanager.csrapproving import CSRApprovingController
 from miniapi.controllermanager.csrsigning import CSRSigningController
+from miniapi.controllermanager.endpoints import EndpointController
 from miniapi.controllermanager.events import EventRecorder
 from miniapi.controllermanager.informer import InformerFactory
 from miniapi.controllermanager.leaderelection import ElectionConfig, LeaderElector, LeadershipLost
@@ -80,6 +81,7 @@ BUILDERS: dict[str, Callable[[ControllerContext], Controller | None]] = {
     "root-ca-cert-publisher": _root_ca,
     "nodelifecycle": NodeLifecycleController,
     "nodeipam": _nodeipam,
+    "endpoint": EndpointController,
     "scheduler": Scheduler,
 }
 

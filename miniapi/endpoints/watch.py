@@ -88,8 +88,10 @@ async def serve_watch(server: APIServer, request: web.Request, rt: ResourceType)
     bookmarks = query.get("allowWatchBookmarks", "").lower() == "true"
     initial = query.get("sendInitialEvents", "").lower() == "true" or not rv
 
-    resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
-                                                   "Cache-Control": "no-cache, private"})
+    headers = {"Content-Type": "application/json", "Cache-Control": "no-cache, private"}
+    if request.method == "HEAD":  # like Go's server: the status and headers of the watch, never a body
+        return web.Response(status=200, headers=headers)
+    resp = web.StreamResponse(status=200, headers=headers)
     resp.enable_chunked_encoding()
     await resp.prepare(request)
     enc = _Encoder(request, rt)

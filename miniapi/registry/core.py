@@ -7,8 +7,9 @@ Rules, in the order the real registry applies them:
    done inline here).
 2. Pods need containers with a name and an image; defaults follow the real ones (restartPolicy Always,
    dnsPolicy ClusterFirst, terminationGracePeriodSeconds 30, serviceAccountName default, imagePullPolicy
-   by tag). A pod bound to a node is deleted gracefully (its kubelet finishes the job); an unbound pod
-   at once.
+   by tag). The ServiceAccount admission plugin then checks the service account exists and adds the
+   ``kube-api-access-*`` token volume (registry/serviceaccount.py). A pod bound to a node is deleted
+   gracefully (its kubelet finishes the job); an unbound pod at once.
 3. Services get a ClusterIP from ``--service-cluster-ip-range`` unless ``clusterIP: None``.
 4. Secrets: ``stringData`` is folded into base64 ``data``; every ``data`` value must be base64.
 """
@@ -23,6 +24,7 @@ from typing import Any
 
 from miniapi import errors
 from miniapi.registry.base import Cause, Ctx, Obj, Strategy, cause, invalid_value, name_rule_label, required
+from miniapi.registry.serviceaccount import mount_service_account_token
 from miniapi.store import NotFound
 
 DEFAULT_SA_RETRIES = 10
@@ -87,22 +89,25 @@ class PodStrategy(Strategy):
                 container.setdefault("terminationMessagePath", "/dev/termination-log")
                 container.setdefault("terminationMessagePolicy", "File")
                 container.setdefault("resources", {})
-        if not ctx.dry_run and isinstance(sa, str):
-            await self._admit_service_account(ctx, obj, sa)
+        if isinstance(sa, str):
+            account = await self._admit_service_account(ctx, obj, sa)
+            mount_service_account_token(obj, account)
 
-    async def _admit_service_account(self, ctx: Ctx, obj: Obj, sa: str) -> None:
+    async def _admit_service_account(self, ctx: Ctx, obj: Obj, sa: str) -> Obj | None:
         """The ServiceAccount admission plugin: the pod's service account must exist. The ``default`` one
         is waited for briefly (10 x 100 ms, as the real plugin does), since the controller-manager
-        creates it just after the namespace."""
+        creates it just after the namespace. A dry run only looks once and does not insist."""
         ns = obj["metadata"].get("namespace", "")
-        for attempt in range(DEFAULT_SA_RETRIES if sa == "default" else 1):
+        for attempt in range(DEFAULT_SA_RETRIES if sa == "default" and not ctx.dry_run else 1):
             if attempt:
                 await asyncio.sleep(DEFAULT_SA_RETRY_INTERVAL)
             try:
-                await ctx.server.store.get("serviceaccounts", ns, sa)
-                return
+                account: Obj = await ctx.server.store.get("serviceaccounts", ns, sa)
+                return account
             except NotFound:
                 continue
+        if ctx.dry_run:
+            return None
         raise errors.forbidden(
             f'pods "{obj["metadata"].get("name") or obj["metadata"].get("generateName", "")}" is '
             f'forbidden: error looking up service account {ns}/{sa}: serviceaccount "{sa}" not found',

@@ -193,6 +193,14 @@ class FakeClient:
         old = self._get(resource, namespace, name)
         return self._store(resource, (resource, namespace, name), _merge(old, patch), "MODIFIED")
 
+    async def delete(self, resource: str, name: str, namespace: str = "", group: str = "",
+                     grace_period_seconds: int | None = None) -> Any:
+        self.calls.append(Call("delete", resource, namespace, name))
+        self._fail("delete", resource, "")
+        self._get(resource, namespace, name)
+        self.remove(resource, namespace, name)
+        return {"kind": "Status", "apiVersion": "v1", "status": "Success"}
+
 
 def make_ctx(client: FakeClient, config: Config | None = None,
              clock: Callable[[], dt.datetime] | None = None) -> ControllerContext:

@@ -21,7 +21,8 @@ def ca_file(tmp_path: Path) -> str:
 def test_controllers_without_their_inputs_are_skipped(ca_file: str) -> None:
     ctx = make_ctx(FakeClient(), Config(kubeconfig="x", root_ca_file=ca_file))
     names = [c.name for c in build_controllers(ctx)]
-    assert names == ["csrapproving", "serviceaccount", "root-ca-cert-publisher", "nodelifecycle", "scheduler"]
+    assert names == ["csrapproving", "serviceaccount", "root-ca-cert-publisher", "nodelifecycle", "endpoint",
+                     "scheduler"]
 
 
 async def test_run_takes_the_lease_and_releases_it_on_stop(ca_file: str) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from minikubelet.env import ContainerConfigError, command_line, container_env, expand
+from minikubelet.env import ContainerConfigError, command_line, container_env, expand, service_env
 
 POD = {"metadata": {"name": "p1", "namespace": "ns1", "uid": "u1", "labels": {"app": "web"},
                     "annotations": {"team": "blue"}},
@@ -76,3 +76,44 @@ def test_command_line() -> None:
     assert command_line({"command": ["echo"], "args": ["hello $(WHO)"]}, env) == ["echo", "hello world"]
     assert command_line({"args": ["sleep", "1"]}, env) == ["sleep", "1"]
     assert command_line({}, env) == []
+
+
+KUBERNETES = {"metadata": {"name": "kubernetes", "namespace": "default"},
+              "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP"}]}}
+WEB = {"metadata": {"name": "my-web", "namespace": "ns1"},
+       "spec": {"clusterIP": "10.96.0.20", "ports": [{"port": 80, "protocol": "TCP"},
+                                                     {"name": "dns-udp", "port": 53, "protocol": "UDP"}]}}
+HEADLESS = {"metadata": {"name": "db", "namespace": "ns1"}, "spec": {"clusterIP": "None", "ports": [{"port": 5432}]}}
+ELSEWHERE = {"metadata": {"name": "other", "namespace": "ns2"},
+             "spec": {"clusterIP": "10.96.0.30", "ports": [{"port": 1}]}}
+
+
+def test_service_links_of_the_kubernetes_service_are_exact() -> None:
+    assert service_env([KUBERNETES], "ns1", False) == {
+        "KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443",
+        "KUBERNETES_SERVICE_PORT_HTTPS": "443", "KUBERNETES_PORT": "tcp://10.96.0.1:443",
+        "KUBERNETES_PORT_443_TCP": "tcp://10.96.0.1:443", "KUBERNETES_PORT_443_TCP_PROTO": "tcp",
+        "KUBERNETES_PORT_443_TCP_PORT": "443", "KUBERNETES_PORT_443_TCP_ADDR": "10.96.0.1"}
+
+
+def test_service_links_of_the_pods_namespace_only_with_enable_service_links() -> None:
+    services = [KUBERNETES, WEB, HEADLESS, ELSEWHERE]
+    with_links = service_env(services, "ns1", True)
+    assert {k: v for k, v in with_links.items() if k.startswith("MY_WEB")} == {
+        "MY_WEB_SERVICE_HOST": "10.96.0.20", "MY_WEB_SERVICE_PORT": "80", "MY_WEB_SERVICE_PORT_DNS_UDP": "53",
+        "MY_WEB_PORT": "tcp://10.96.0.20:80", "MY_WEB_PORT_80_TCP": "tcp://10.96.0.20:80",
+        "MY_WEB_PORT_80_TCP_PROTO": "tcp", "MY_WEB_PORT_80_TCP_PORT": "80", "MY_WEB_PORT_80_TCP_ADDR": "10.96.0.20",
+        "MY_WEB_PORT_53_UDP": "udp://10.96.0.20:53", "MY_WEB_PORT_53_UDP_PROTO": "udp",
+        "MY_WEB_PORT_53_UDP_PORT": "53", "MY_WEB_PORT_53_UDP_ADDR": "10.96.0.20"}
+    assert not any(k.startswith(("DB_", "OTHER_")) for k in with_links)
+    assert set(service_env(services, "ns1", False)) == set(service_env([KUBERNETES], "ns1", True))
+
+
+async def test_service_links_can_be_referenced_and_are_overridden_by_the_container() -> None:
+    links = service_env([KUBERNETES], "ns1", True)
+    env = await container_env(POD, {"name": "c", "env": [
+        {"name": "API", "value": "https://$(KUBERNETES_SERVICE_HOST):$(KUBERNETES_SERVICE_PORT)"},
+        {"name": "KUBERNETES_SERVICE_PORT", "value": "6443"}]}, host_ip="127.0.0.2", pod_ip="10.244.1.2",
+        workdir="/w", fetch=fetch, services=links)
+    assert env["API"] == "https://10.96.0.1:443"
+    assert env["KUBERNETES_SERVICE_PORT"] == "6443" and env["KUBERNETES_SERVICE_HOST"] == "10.96.0.1"

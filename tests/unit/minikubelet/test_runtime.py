@@ -156,3 +156,23 @@ async def test_ip_allocation_skips_the_gateway_and_used_addresses(rt: ProcessRun
     assert rt.allocate_ip("10.244.1.0/24") == "10.244.1.3"  # .2 is taken by p1
     rt.forget("u1")
     assert rt.allocate_ip("10.244.1.0/24") == "10.244.1.2" and rt.uids() == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mount namespaces need root")
+async def test_mounts_are_seen_by_the_container_and_its_exec_but_not_by_the_node(tmp_path: Path,
+                                                                                rt: ProcessRuntime) -> None:
+    source, target = tmp_path / "volume", tmp_path / "seen-here"
+    source.mkdir()
+    (source / "token").write_text("secret-ish")
+    q = exits(rt)
+    mount = {"source": str(source), "target": str(target), "readOnly": True, "fallbackEnv": "UNUSED"}
+    await rt.start("u1", "c1", 0, ["sh", "-c", f"cat {target}/token; touch {target}/x || echo; env"], ENV,
+                   rt.workdir("u1"), [mount])
+    assert await asyncio.wait_for(q.get(), 5) == "u1"
+    out = read_log(rt.pods()[0].containers[0].log_path)
+    assert b"secret-ish" in out and b"Read-only file system" in out and b"UNUSED" not in out
+    assert os.listdir(target) == []  # made on the node, empty there: the bind mount is the container's own
+    await rt.start("u1", "c1", 1, ["sleep", "30"], ENV, rt.workdir("u1"), [mount])
+    result = await rt.run("default", "p1", "c1", ["cat", f"{target}/token"])
+    assert (result.exit_code, result.output) == (0, b"secret-ish")  # exec joins the container's namespace
+    await rt.kill("u1", 2)
