@@ -18,7 +18,10 @@ from aiohttp import web
 
 from miniapi import errors
 from miniapi.endpoints.nonresource import NonResource
+from miniapi.endpoints.podexec import PodStreams
 from miniapi.endpoints.podlog import PodLogs
+from miniapi.endpoints.portforward import PortForward
+from miniapi.endpoints.proxy import ProxyHandlers
 from miniapi.endpoints.rest import RestHandlers
 from miniapi.endpoints.reviews import Reviews
 from miniapi.endpoints.watch import serve_watch
@@ -52,18 +55,25 @@ class Router:
         self.reviews = Reviews(server)
         self.nonresource = NonResource(server)
         self.podlog = PodLogs(server)
+        self.proxy = ProxyHandlers(server)
+        self.podstreams = PodStreams(server)
+        self.portforward = PortForward(server)
 
     def resource_type(self, info: RequestInfo) -> ResourceType:
         rt = lookup(info.api_group, info.resource)
         if rt is None or info.api_version not in versions_of(info.api_group):
             raise _no_route()
-        if "" in info.path.removesuffix("/")[1:].split("/"):  # /api/v1/namespaces//pods: no route
+        routed = info.path.removesuffix("/")[1:].split("/")
+        if info.subresource == "proxy":  # what follows /proxy/ is the backend's path (cleaned there)
+            routed = info.path.strip("/").split("/")[:-(len(info.parts) - 3) or None]
+        if "" in routed:  # /api/v1/namespaces//pods: no route
             raise _no_route()
         if info.name and (why := name_rule_path_segment(info.name)):  # the registry's key func
             raise errors.bad_request(f'Name parameter invalid: "{info.name}": {why}')
         if not rt.namespaced and info.namespace and info.resource != "namespaces":
             raise _no_route()
-        if len(info.parts) > 3 or (info.subresource and rt.subresource(info.subresource) is None):
+        if (len(info.parts) > 3 and info.subresource != "proxy") or \
+                (info.subresource and rt.subresource(info.subresource) is None):
             raise _no_route()
         return rt
 
@@ -117,6 +127,12 @@ class Router:
             return await self.reviews.binding(request, rt)
         elif sub == "log" and request.method == "GET":  # not HEAD: no kubelet connection for an empty body
             return await self.podlog.get(request)
+        elif sub == "proxy" and info.name:  # every method, to the node, pod or service endpoint
+            return await self.proxy.handle(request)
+        elif sub in ("exec", "attach") and rt.resource == "pods" and request.method in ("GET", "POST"):
+            return await self.podstreams.connect(request, sub)
+        elif sub == "portforward" and rt.resource == "pods" and request.method in ("GET", "POST"):
+            return await self.portforward.connect(request)
         raise errors.method_not_allowed()
 
     async def virtual(self, request: web.Request, rt: ResourceType, info: RequestInfo
@@ -146,5 +162,7 @@ def build_app(server: APIServer) -> web.Application:
     ]
     app = web.Application(middlewares=middlewares, client_max_size=MAX_REQUEST_BYTES,
                           handler_args={"max_field_size": 16384, "max_line_size": MAX_HEADER_BYTES})
-    app.router.add_route("*", "/{tail:.*}", Router(server).handle)
+    router = Router(server)
+    app.router.add_route("*", "/{tail:.*}", router.handle)
+    app.on_cleanup.append(router.proxy.aclose)  # the proxy's idle backend connections
     return app

@@ -7,8 +7,13 @@
 3. The default RBAC policy (cluster roles and bindings, ``rbac/bootstrap-roles`` post-start hook).
 4. Deleting a namespace deletes everything in it (namespace controller, inline).
 5. Service ``default/kubernetes`` (the apiserver's own kubernetesservice controller): ClusterIP = the
-   first address of ``--service-cluster-ip-range``, port 443 -> ``--secure-port``; and its Endpoints,
-   when the advertised address is known and routable (an Endpoints address may not be loopback).
+   first address of ``--service-cluster-ip-range``, port 443 -> ``--secure-port``; and its Endpoints
+   ``--advertise-address`` (else a specific ``--bind-address``):``--secure-port``, made or corrected
+   at every start (the real endpoint reconciler does it every 10 s). Pods reach that endpoint
+   through the service's virtual IP and kube-proxy (minikubeproxy). Unlike the real apiserver, a
+   loopback address is published: the local cluster runs everything on 127.0.0.0/8, so its
+   apiserver's only address is 127.0.0.1 (real Endpoints validation refuses loopback; the docker lab
+   advertises its container address).
 """
 
 from __future__ import annotations
@@ -65,13 +70,22 @@ class Bootstrap:
                      "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]},
             "status": {"loadBalancer": {}}})
         address = _advertised(cfg.advertise_address or cfg.bind_address)
-        if address:
-            await self._create(store, "endpoints", {
-                "apiVersion": "v1", "kind": "Endpoints",
-                "metadata": {"name": "kubernetes", "namespace": "default",
-                             "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-                "subsets": [{"addresses": [{"ip": address}],
-                             "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]})
+        if not address:
+            return
+        subsets = [{"addresses": [{"ip": address}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]
+        await self._create(store, "endpoints", {
+            "apiVersion": "v1", "kind": "Endpoints",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+            "subsets": subsets})
+
+        def reconcile(ep: Obj) -> Obj:
+            ep["subsets"] = subsets
+            return ep
+
+        current = await store.get("endpoints", "default", "kubernetes")
+        if current.get("subsets") != subsets:  # restarted on another address or port
+            await store.guaranteed_update("endpoints", "default", "kubernetes", reconcile)
 
     async def empty_namespace(self, namespace: str) -> None:
         store = self.server.store
@@ -88,9 +102,9 @@ class Bootstrap:
 
 
 def _advertised(address: str) -> str | None:
-    """The address to publish in Endpoints, or None when it is unset, a wildcard or loopback."""
+    """The address to publish in Endpoints, or None when it is unset or a wildcard (loopback: see 5.)."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return None
-    return None if ip.is_unspecified or ip.is_loopback else str(ip)
+    return None if ip.is_unspecified else str(ip)

@@ -49,6 +49,11 @@ class Config:
     data_dir: str = ""
     audit_log_path: str = ""
     min_request_timeout: int = 1800
+    ssh_user: str = ""
+    ssh_keyfile: str = ""
+    ssh_known_hosts: str = ""
+    ssh_port: int = 22
+    egress_selector_config_file: str = ""
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -141,6 +146,23 @@ def build_parser() -> argparse.ArgumentParser:
            "means standard out.")
     a("--min-request-timeout", type=int, default=1800,
       help="Minimum seconds a watch stays open (the server picks between 1x and 2x).")
+    a("--ssh-user", default="",
+      help="If non-empty, use secure SSH proxy to the nodes, using this user name (cut to 32 characters). "
+           "DEPRECATED since 1.9, removed in 1.22 (use --egress-selector-config-file). INSECURE DEFAULT: node "
+           "host keys are NOT verified, as in the real apiserver; harden with --ssh-known-hosts.")
+    a("--ssh-keyfile", default="",
+      help="If non-empty, use secure SSH proxy to the nodes, using this user keyfile (an RSA 2048 pair "
+           "KEYFILE/KEYFILE.pub is generated if KEYFILE.pub is missing). DEPRECATED since 1.9, removed in 1.22.")
+    a("--ssh-known-hosts", default="",
+      help="Not a real kube-apiserver flag: our hardening switch for the SSH tunnels. An OpenSSH known_hosts "
+           "file: unknown nodes are recorded on first use, a node presenting a different host key is refused.")
+    a("--ssh-port", type=int, default=22,
+      help="Not a real flag (the real tunnels always used port 22): the nodes' SSH port, for hosts where a "
+           "test cannot bind 22 on the node addresses.")
+    a("--egress-selector-config-file", default="",
+      help="File with apiserver egress selector configuration (EgressSelectorConfiguration, "
+           "apiserver.k8s.io/v1beta1): selection 'cluster' with proxyProtocol HTTPConnect over uds or tcp sends "
+           "every apiserver -> node/pod/service connection through a Konnectivity server.")
     a("-v", "--v", type=int, default=1, help="Log verbosity.")
     return p
 
@@ -164,7 +186,9 @@ def from_args(argv: Sequence[str] | None = None) -> tuple[Config, int]:
         kubelet_client_certificate=ns.kubelet_client_certificate, kubelet_client_key=ns.kubelet_client_key,
         kubelet_preferred_address_types=tuple(ns.kubelet_preferred_address_types),
         kubelet_timeout=ns.kubelet_timeout, service_cluster_ip_range=ns.service_cluster_ip_range,
-        data_dir=ns.data_dir, audit_log_path=ns.audit_log_path, min_request_timeout=ns.min_request_timeout)
+        data_dir=ns.data_dir, audit_log_path=ns.audit_log_path, min_request_timeout=ns.min_request_timeout,
+        ssh_user=ns.ssh_user, ssh_keyfile=ns.ssh_keyfile, ssh_known_hosts=ns.ssh_known_hosts, ssh_port=ns.ssh_port,
+        egress_selector_config_file=ns.egress_selector_config_file)
     return validate(cfg), ns.v
 
 
@@ -227,10 +251,39 @@ def validate(cfg: Config) -> Config:
     if not cfg.kubelet_certificate_authority:
         warnings.append("INSECURE: --kubelet-certificate-authority unset: kubelet serving certificates "
                         "are not verified (apiserver -> kubelet connections can be intercepted)")
+    warnings.extend(_validate_tunnels(cfg))
     if not cfg.client_ca_file and not cfg.token_auth_file:
         warnings.append("no --client-ca-file and no --token-auth-file: only service-account, bootstrap "
                         "and anonymous authentication are possible")
     return _replace(cfg, warnings=tuple(warnings))
+
+
+def _validate_tunnels(cfg: Config) -> list[str]:
+    """--ssh-* (historical SSH tunnels) and --egress-selector-config-file (Konnectivity): one or neither."""
+    if bool(cfg.ssh_user) != bool(cfg.ssh_keyfile):
+        raise ConfigError("--ssh-user and --ssh-keyfile must be given together")
+    if cfg.ssh_known_hosts and not cfg.ssh_user:
+        raise ConfigError("--ssh-known-hosts only applies to SSH tunnels (--ssh-user/--ssh-keyfile)")
+    if not 0 < cfg.ssh_port < 65536:
+        raise ConfigError("--ssh-port must be between 1 and 65535")
+    if cfg.ssh_user and cfg.egress_selector_config_file:
+        raise ConfigError("--ssh-user/--ssh-keyfile and --egress-selector-config-file are alternatives: the SSH "
+                          "tunnels were removed in 1.22 in favour of the egress selector")
+    warnings: list[str] = []
+    if cfg.egress_selector_config_file:
+        from miniapi.proxy.egress import EgressConfigError, load
+
+        try:
+            load(cfg.egress_selector_config_file)
+        except EgressConfigError as exc:
+            raise ConfigError(str(exc)) from None
+    if cfg.ssh_user:
+        warnings += ["Flag --ssh-user has been deprecated, This flag will be removed in a future version.",
+                     "Flag --ssh-keyfile has been deprecated, This flag will be removed in a future version."]
+        if not cfg.ssh_known_hosts:
+            warnings.append("INSECURE: SSH tunnels do not verify the nodes' host keys (the historical behaviour): "
+                            "whoever answers on a node's address gets its tunnel; harden with --ssh-known-hosts")
+    return warnings
 
 
 def _replace(cfg: Config, **changes: object) -> Config:

@@ -7,7 +7,7 @@ Follows k8s.io/apiserver/pkg/endpoints/request/requestinfo.go:
 2. ``.../namespaces/NS/RESOURCE[/NAME[/SUBRESOURCE[/...]]]`` is namespaced; ``/namespaces/NS`` itself
    is the namespace object (resource ``namespaces``, name ``NS``), and ``/namespaces/NS/status`` and
    ``/finalize`` are its subresources.
-3. Verb from method: GET/HEAD -> get, or list without a name, or watch with ``watch=true``
+3. Verb from method: GET/HEAD -> get, or (without a name) list, or watch with ``watch=true``
    (also the legacy ``/watch/`` prefix); POST -> create; PUT -> update; PATCH -> patch;
    DELETE -> delete, or deletecollection without a name.
 
@@ -85,7 +85,8 @@ def _finish(path: str, prefix: str, group: str, version: str, verb: str, namespa
         verb = "list"
     if not name and verb == "delete":
         verb = "deletecollection"
-    if verb in ("get", "list") and _truthy(query.get("watch")):
+    if not name and verb in ("get", "list") and _truthy(query.get("watch")):  # a named GET (e.g. a proxied
+        # one, ``.../pods/p/proxy/?watch=true``) stays get, as in the real parser
         verb = "watch"
     if resource == "namespaces" and not namespace and name:
         namespace = name

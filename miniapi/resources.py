@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 STANDARD_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 CREATE_ONLY = ("create",)
+PROXY = ("create", "delete", "get", "patch", "update")  # {nodes,pods,services}/proxy, as real discovery lists them
 
 
 @dataclass(frozen=True)
@@ -62,15 +63,21 @@ RESOURCES: tuple[ResourceType, ...] = (
                  ("create", "delete", "get", "list", "patch", "update", "watch"),
                  (Subresource("status", "Namespace", _STATUS),)),
     ResourceType("", "v1", "nodes", "Node", False, "node", ("no",), STANDARD_VERBS,
-                 (Subresource("status", "Node", _STATUS),)),
+                 (Subresource("proxy", "NodeProxyOptions", PROXY),
+                  Subresource("status", "Node", _STATUS))),
     ResourceType("", "v1", "pods", "Pod", True, "pod", ("po",), STANDARD_VERBS,
                  # exec/attach/portforward/proxy join with the kubelet paths (issues 4 and 5)
                  (Subresource("status", "Pod", _STATUS),
                   Subresource("binding", "Binding", CREATE_ONLY),
-                  Subresource("log", "Pod", ("get",)))),
+                  Subresource("log", "Pod", ("get",)),
+                  Subresource("proxy", "PodProxyOptions", PROXY),
+                  Subresource("exec", "PodExecOptions", ("create", "get")),
+                  Subresource("attach", "PodAttachOptions", ("create", "get")),
+                  Subresource("portforward", "PodPortForwardOptions", ("create", "get")))),
     ResourceType("", "v1", "services", "Service", True, "service", ("svc",),
                  ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"),
-                 (Subresource("status", "Service", _STATUS),)),
+                 (Subresource("proxy", "ServiceProxyOptions", PROXY),
+                  Subresource("status", "Service", _STATUS))),
     ResourceType("", "v1", "endpoints", "Endpoints", True, "endpoints", ("ep",)),
     ResourceType("", "v1", "serviceaccounts", "ServiceAccount", True, "serviceaccount", ("sa",),
                  STANDARD_VERBS, (Subresource("token", "TokenRequest", CREATE_ONLY, AUTHN),)),

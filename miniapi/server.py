@@ -33,6 +33,8 @@ from miniapi.authn.x509 import X509Authenticator
 from miniapi.authz.union import build_authorizer
 from miniapi.bootstrap import Bootstrap
 from miniapi.config import Config
+from miniapi.proxy import network
+from miniapi.proxy.dialer import Dialer
 from miniapi.proxy.kubelet import KubeletDialer
 from miniapi.registry.table import strategies
 from miniapi.selfsigned import ensure_self_signed
@@ -58,6 +60,8 @@ class APIServer:
         self.strategies = strategies()
         self._ip_lock = asyncio.Lock()
         self.kubelet: KubeletDialer  # the apiserver -> kubelet connections (logs, exec, port-forward)
+        self.dialer: Dialer | None = None  # the cluster network: direct, SSH tunnels or Konnectivity
+        self.health_checks: dict[str, network.HealthCheck] = {}  # /healthz checks beyond the fixed ones
 
     # -- assembly ---------------------------------------------------------------------------------
     def _build_authn(self) -> Authenticator:
@@ -98,13 +102,16 @@ class APIServer:
         for warning in cfg.warnings:
             log.warning("%s", warning)
         self.store = open_store(cfg.data_dir or None)
-        self.kubelet = KubeletDialer.from_config(cfg, self.get_node)
+        self.dialer = network.build_dialer(cfg)
+        self.kubelet = KubeletDialer.from_config(cfg, self.get_node, dialer=self.dialer)
+        self.health_checks = network.health_checks(self.dialer)
         self.authenticator = self._build_authn()
         self.issuer = self._build_issuer()
         self.authorizer, self.rule_resolver, self.authz_indexes = build_authorizer(
             list(cfg.authorization_mode), self.store)
         await self.bootstrap.run()
         await self.authz_indexes.start()
+        await network.start(self.dialer, self.store)
         app = build_app(self)
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
                                     handler_cancellation=True)
@@ -123,6 +130,9 @@ class APIServer:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
+        if self.dialer is not None:
+            await network.stop(self.dialer)
+            self.dialer = None
         if getattr(self, "authz_indexes", None) is not None:
             await self.authz_indexes.stop()
         if self.store is not None:

@@ -94,6 +94,7 @@ class ContainerRun:
     message: str = ""
     running: bool = False
     exited: asyncio.Event = field(default_factory=asyncio.Event)
+    stdin_path: str = ""  # the FIFO the shim copies into the process's stdin (container spec stdin: true)
 
     def instance(self) -> Instance:
         return Instance(self.restart_count, self.running, self.pid, self.started_at, self.finished_at,
@@ -173,7 +174,8 @@ def load_run(p: PodRecord, name: str, n: int) -> ContainerRun:
     spec = read_json(os.path.join(d, "spec.json")) or {}
     shim = read_json(os.path.join(d, "shim.json")) or {}
     run = ContainerRun(name, n, d, str(spec.get("log", "")), dict(spec.get("env") or {}), str(spec.get("cwd", "")),
-                       shim.get("shimPid"), shim.get("shimTicks"), shim.get("pid"))
+                       shim.get("shimPid"), shim.get("shimTicks"), shim.get("pid"),
+                       stdin_path=str(spec.get("stdin") or ""))
     if shim.get("startedAt"):
         run.started_at = int(shim["startedAt"]) / 1e9
     if os.path.exists(os.path.join(d, "exit.json")) or not alive(run.shim_pid, run.shim_ticks):

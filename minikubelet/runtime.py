@@ -39,7 +39,7 @@ from minikubelet.podstate import (
     write_json,
 )
 from minikubelet.reconcile import ContainerObservation
-from minikubelet.runtime_api import ContainerView, ExecResult, PodView
+from minikubelet.runtime_api import ContainerView, ExecResult, ExecTarget, PodView
 
 log = logging.getLogger("minikubelet.runtime")
 SHIM_REPORT_TIMEOUT = 30.0
@@ -166,16 +166,20 @@ class ProcessRuntime:
     # -- starting and stopping --------------------------------------------------------------------------
 
     async def start(self, uid: str, name: str, restart_count: int, argv: list[str], env: dict[str, str],
-                    cwd: str, mounts: list[dict[str, Any]] | None = None) -> None:
+                    cwd: str, mounts: list[dict[str, Any]] | None = None, *, stdin: bool = False,
+                    stdin_once: bool = False) -> None:
         """Start run ``restart_count`` of container ``name``; a failure to exec is recorded, not raised.
-        ``mounts`` are bind-mounted by the shim in the container's own mount namespace (mounts.py)."""
+        ``mounts`` are bind-mounted by the shim in the container's own mount namespace (mounts.py);
+        ``stdin`` (the container spec's) makes the shim feed the process's stdin from a FIFO (attach)."""
         p = self._pods[uid]
         d = os.path.join(p.dir, "containers", name, str(restart_count))
         os.makedirs(d, exist_ok=True)
         log_path = os.path.join(p.log_dir, name, f"{restart_count}.log")
-        run = ContainerRun(name, restart_count, d, log_path, env, cwd)
+        stdin_path = os.path.join(d, "stdin") if stdin else ""
+        run = ContainerRun(name, restart_count, d, log_path, env, cwd, stdin_path=stdin_path)
         exit_path = os.path.join(d, "exit.json")
-        spec = {"argv": argv, "env": env, "cwd": cwd, "log": log_path, "exit": exit_path, "mounts": mounts or []}
+        spec = {"argv": argv, "env": env, "cwd": cwd, "log": log_path, "exit": exit_path, "mounts": mounts or [],
+                "stdin": stdin_path, "stdinOnce": stdin_once}
         write_json(os.path.join(d, "spec.json"), spec)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(exit_path)
@@ -326,6 +330,13 @@ class ProcessRuntime:
             return ExecResult(137, out + f"command timed out after {timeout:g}s\n".encode())
         code = proc.returncode if proc.returncode is not None else 0
         return ExecResult(128 - code if code < 0 else code, out)
+
+    def exec_target(self, namespace: str, name: str, container: str) -> ExecTarget | None:
+        p = self._find(namespace, name)
+        run = p.current(container) if p else None
+        if run is None or not run.running:
+            return None
+        return ExecTarget(dict(run.env), run.cwd, run.pid, run.stdin_path)
 
     async def follow_log(self, namespace: str, name: str, container: str) -> AsyncIterator[bytes]:
         """New CRI records of the current run as they are written, until it has exited and all is read."""

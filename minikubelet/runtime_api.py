@@ -42,6 +42,15 @@ class ExecResult:
     output: bytes  # stdout and stderr interleaved, as /run returns them
 
 
+@dataclass(frozen=True)
+class ExecTarget:
+    """Where ``kubectl exec``/``attach`` land: the running container's context (see minikubelet.streams)."""
+    env: dict[str, str]
+    cwd: str
+    pid: int | None  # the container's process: exec joins its mount namespace
+    stdin_path: str = ""  # attach: the FIFO its shim feeds to the container's stdin ('' without spec stdin)
+
+
 class Runtime(Protocol):
     def pods(self) -> list[PodView]:
         """Pods bound to this node that the kubelet knows (the /pods handler)."""
@@ -57,3 +66,6 @@ class Runtime(Protocol):
 
     def follow_log(self, namespace: str, name: str, container: str) -> AsyncIterator[bytes]:
         """New CRI log lines of the container's current instance as they are written, until it ends."""
+
+    def exec_target(self, namespace: str, name: str, container: str) -> ExecTarget | None:
+        """The running container's context for exec and attach; None if it does not run."""

@@ -40,8 +40,10 @@ from minikubelet import auth, filters
 from minikubelet.filters import ANY, GET
 from minikubelet.handlers import Handler, Handlers, text
 from minikubelet.metrics import RequestCounters
+from minikubelet.portforward import PortForwardHandler
 from minikubelet.runtime_api import Runtime
 from minikubelet.stats import StatsProvider
+from minikubelet.streams import StreamHandlers
 
 log = logging.getLogger("minikubelet.server")
 
@@ -114,6 +116,8 @@ class KubeletAPI:
         self.stats = StatsProvider(settings.node_name, runtime.pods)
         self.handlers = Handlers(settings.node_name, runtime, config_dump, self.stats, self.counters,
                                  syncloop_health, settings.node_log_dir)
+        self.portforward = PortForwardHandler(runtime)
+        self.streams = StreamHandlers(runtime)  # /exec, /attach
         self._ssl = server_ssl_context(settings.tls_cert_file, settings.tls_private_key_file,
                                        settings.client_ca_file or None)
         self._extra: list[tuple[frozenset[str], str, Handler]] = []
@@ -208,6 +212,9 @@ class KubeletAPI:
             (GET, "/runningpods/", h.running_pods), (GET, "/runningpods", h.running_pods),
             (ANY, "/configz", h.configz),
             (GET, "/logs", h.node_logs), (GET, "/logs/", h.node_logs), (GET, "/logs/{logpath:.*}", h.node_logs),
+            (GET | post, "/portForward/{podNamespace}/{podID}", self.portforward.port_forward),
+            (GET | post, "/portForward/{podNamespace}/{podID}/{uid}", self.portforward.port_forward),
+            *self.streams.routes(),
             *self._extra]
 
     @web.middleware

@@ -18,7 +18,10 @@ restart (``kill -9``) and the new kubelet adopts them from the files below. SPEC
    ``{"error": "exec: \\"nope\\": executable file not found in $PATH"}`` (the kubelet shows it as
    ``StartError``, exit code 128, like runc).
 3. Copy both pipes into the CRI log file (logs.py) until the process exits; SIGTERM/SIGINT sent to
-   the shim are forwarded to the process group.
+   the shim are forwarded to the process group. With ``"stdin": PATH`` (the container spec's
+   ``stdin: true``) the process's stdin is a pipe fed from the FIFO at PATH, which ``kubectl
+   attach`` writes to (:func:`feed_stdin`); with ``"stdinOnce": true`` the first writer's EOF
+   closes that pipe, as ``stdinOnce`` closes the container's stdin when the first attach ends.
 4. When the process exits, kill what is left of its group (a container's processes die with its
    init), drain the pipes, write ``exit`` atomically: ``{"exitCode": 143, "signal": 15, "startedAt":
    <ns>, "finishedAt": <ns>}`` (a signal N is exit code 128+N, as container runtimes report it).
@@ -26,15 +29,17 @@ restart (``kill -9``) and the new kubelet adopts them from the files below. SPEC
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
 import threading
 import time
-from typing import Any
+from typing import IO, Any
 
 from minikubelet import mounts
 from minikubelet.logs import CriLogWriter
@@ -86,6 +91,50 @@ def _pump(fd: int, stream: str, writer: CriLogWriter) -> None:
     writer.close_stream(stream)
 
 
+def open_stdin_fifo(path: str) -> int | None:
+    """The FIFO attach writes into, opened for reading without waiting for a writer (None: no stdin)."""
+    if not path:
+        return None
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    os.mkfifo(path, 0o600)
+    return os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+
+
+def feed_stdin(fifo: int, path: str, stdin: IO[bytes], once: bool) -> None:
+    """Copy what attach sessions write into the FIFO to the process's stdin.
+
+    poll() reports the FIFO readable when a writer wrote, and hung up once a writer came and went.
+    At that EOF: with ``once`` close the process's stdin; else open the FIFO again (before closing
+    the old end, so a reader always exists and the next ``attach`` can open it at once).
+    """
+    poller = select.poll()
+    poller.register(fifo, select.POLLIN)
+    try:
+        while True:
+            poller.poll()
+            try:
+                data = os.read(fifo, 65536)
+            except BlockingIOError:
+                continue
+            if data:
+                os.write(stdin.fileno(), data)  # blocking: the process reads at its own pace
+                continue
+            if once:
+                return
+            again = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            poller.unregister(fifo)
+            os.close(fifo)
+            fifo = again
+            poller.register(fifo, select.POLLIN)
+    except OSError:  # the process is gone (EPIPE) or closed its stdin
+        return
+    finally:
+        os.close(fifo)
+        with contextlib.suppress(OSError):
+            stdin.close()
+
+
 def become_subreaper() -> None:
     """PR_SET_CHILD_SUBREAPER, as containerd-shim: orphaned grandchildren become ours to reap."""
     try:
@@ -129,8 +178,10 @@ def run(spec: dict[str, Any]) -> int:
         try:
             if not argv:
                 raise FileNotFoundError("no command")
-            proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
+            fifo = open_stdin_fifo(str(spec.get("stdin") or ""))
+            proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL if fifo is None else
+                                    subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    start_new_session=True, close_fds=True)
         except OSError as err:
             message = start_error(argv, cwd, err)
             _write_json(spec["exit"], {"exitCode": 128, "reason": "StartError", "message": message,
@@ -138,6 +189,9 @@ def run(spec: dict[str, Any]) -> int:
             _report({"error": message})
             return 0
         child["pid"] = proc.pid
+        if fifo is not None and proc.stdin is not None:
+            threading.Thread(target=feed_stdin, args=(fifo, str(spec["stdin"]), proc.stdin,
+                                                      bool(spec.get("stdinOnce"))), daemon=True).start()
         _report({"pid": proc.pid, "startedAt": started, "warnings": warnings, "fallbackEnv": fallback})
         code, finished = supervise(proc, CriLogWriter(log))
     signum = -code if code < 0 else 0

@@ -182,7 +182,8 @@ class PodWorker:
             return
         self.blocked.pop(name, None)
         await w.runtime.start(self.uid, name, action.restart_count, command_line(container, env), env,
-                              str(container.get("workingDir") or workdir), mounts)
+                              str(container.get("workingDir") or workdir), mounts,
+                              stdin=bool(container.get("stdin")), stdin_once=bool(container.get("stdinOnce")))
         cur = w.runtime.observe(self.uid)[name].current
         if cur is not None and cur.reason == reconcile.START_ERROR:
             w.recorder.record(pod, name, "Warning", "Failed", f"Error: {cur.message}")

@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"override one path of the profile; paths: {', '.join(BY_NAME)}")
     u.add_argument("--port", type=int, default=None, help="the apiserver's --secure-port (default 6443)")
     u.add_argument("--address", default=None, help="the apiserver's --bind-address (default 127.0.0.1)")
+    u.add_argument("--service-cidr", default=None,
+                   help="the apiserver's --service-cluster-ip-range, loopback (default 127.96.0.0/16; the "
+                        "kubernetes service VIP is its first address, in the serving certificate's SANs)")
     u.add_argument("--first-node-ip", default=None, help="node1's address, then +1 per node (default 127.0.0.2)")
     u.add_argument("--kubelet-port", type=int, default=10250, help="kubelet --port (default 10250)")
     u.add_argument("--read-only-port", type=int, default=10255, help="kubelet --read-only-port if open (10255)")
@@ -67,7 +70,8 @@ def _settings(args: argparse.Namespace, old: LabState | None) -> tuple[Settings,
     s = Settings(port=args.port or base.port, address=args.address or base.address,
                  profile=args.profile or base.profile,
                  overrides=tuple(args.overrides) if args.overrides is not None else base.overrides,
-                 cluster_cidr=base.cluster_cidr, key_type=base.key_type)
+                 cluster_cidr=base.cluster_cidr, service_cidr=args.service_cidr or base.service_cidr,
+                 key_type=base.key_type)
     premade = [n for n in old.nodes if not n.joined] if old else []
     nodes = args.nodes if args.nodes is not None else (len(premade) or 2)
     first = args.first_node_ip or (min((n.ip for n in old.nodes), key=_ip_key) if old and old.nodes else "127.0.0.2")

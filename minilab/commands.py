@@ -10,10 +10,17 @@ would type to start each component by hand (``minilab status -v`` prints them).
    and a restarted one must not wait out its predecessor's Lease.
 3. One kubelet per node (``python -m minikubelet``) on its own loopback address, with its pre-made
    kubeconfig, or only the bootstrap kubeconfig (TLS bootstrapping); plus the kubelet rows of the profile.
+4. ONE kube-proxy (``python -m minikubeproxy``) for the host, as ``system:kube-proxy``: every node of
+   the local cluster shares the host's network namespace, so one set of rules (or listeners) serves
+   them all; a second proxy would only fight over the same VIPs. The apiserver's
+   ``--service-cluster-ip-range`` is loopback (127.96.0.0/16) so that the VIPs exist on this host;
+   a lab with another range gets its own iptables chain prefix, so two labs can run side by side.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import sys
 from collections.abc import Mapping
 
@@ -30,6 +37,7 @@ def apiserver(lab: LabDir, s: Settings, levels: Mapping[str, Level]) -> list[str
             "--client-ca-file", str(lab.ca_crt), "--token-auth-file", str(lab.root / "tokens.csv"),
             "--service-account-signing-key-file", str(p("sa.key")), "--service-account-key-file", str(p("sa.pub")),
             "--service-account-issuer", ISSUER, "--authorization-mode", "Node,RBAC",
+            "--service-cluster-ip-range", s.service_cidr,
             "--enable-bootstrap-token-auth",
             "--kubelet-client-certificate", str(p("apiserver-kubelet-client.crt")),
             "--kubelet-client-key", str(p("apiserver-kubelet-client.key")),
@@ -56,3 +64,15 @@ def kubelet(lab: LabDir, node: NodeSpec, levels: Mapping[str, Level]) -> list[st
                         cert=str(node_pki / "kubelet.crt"), key=str(node_pki / "kubelet.key"),
                         read_only_port=str(node.read_only_port))]
     return argv
+
+
+def kube_proxy(lab: LabDir, s: Settings, node: str) -> list[str]:
+    return [sys.executable, "-m", "minikubeproxy", "--kubeconfig", str(lab.root / "kube-proxy.conf"),
+            "--hostname-override", node, "--iptables-chain-prefix", chain_prefix(s.service_cidr)]
+
+
+def chain_prefix(service_cidr: str) -> str:
+    """``KUBE`` for the default range (the real chain names), else ``K`` + 3 characters of its hash."""
+    if service_cidr == Settings().service_cidr:
+        return "KUBE"
+    return "K" + base64.b32encode(hashlib.sha256(service_cidr.encode()).digest()).decode()[:3]

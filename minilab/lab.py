@@ -3,8 +3,9 @@
 ``up``, in the order a kubeadm cluster comes up, but overlapped where the real components cope:
 
 1. PKI (minipki's ``init_pki``, EC keys: kubeadm's layout, node serving certs naming the node IPs).
-2. Start the apiserver, the controller-manager and the kubelets of the pre-made nodes at once: the
-   latter two retry until the apiserver answers, as the real ones do; their imports overlap its start.
+2. Start the apiserver, the controller-manager, the kube-proxy (one for the host) and the kubelets of
+   the pre-made nodes at once: the others retry until the apiserver answers, as the real ones do;
+   their imports overlap its start.
 3. Wait for ``/readyz`` (as the admin). Then, for each node joined by bootstrap token, create the
    Secret ``kube-system/bootstrap-token-<id>`` as the admin (what ``kubeadm token create`` does) and start
    its kubelet with only ``bootstrap-kubelet.conf``; the controller-manager approves and signs its CSR.
@@ -29,6 +30,7 @@ from minilab.state import LabDir, LabState, NodeSpec, ProcInfo, Settings
 from minilab.waits import (
     APISERVER,
     KCM,
+    KUBE_PROXY,
     LabError,
     ensure_bootstrap_secret,
     kubelet_key,
@@ -67,11 +69,14 @@ def up(lab: LabDir, opts: UpOptions, out: Out = print) -> LabState:
     premade = [n for n in state.nodes if not n.joined]
     try:
         init_pki(lab.root, apiserver_url=state.settings.url, nodes=[n.name for n in premade],
-                 node_ips={n.name: n.ip for n in premade}, key_type=state.settings.key_type)  # type: ignore[arg-type]
+                 node_ips={n.name: n.ip for n in premade}, key_type=state.settings.key_type,  # type: ignore[arg-type]
+                 service_cidr=state.settings.service_cidr)
     except PkiError as e:
         raise LabError(f"PKI in {lab.root}: {e}") from None
     _ensure(lab, state, APISERVER, commands.apiserver(lab, state.settings, levels), state.settings.url, out)
     _ensure(lab, state, KCM, commands.controller_manager(lab, state.settings), "", out)
+    if state.nodes:
+        _ensure(lab, state, KUBE_PROXY, commands.kube_proxy(lab, state.settings, state.nodes[0].name), "", out)
     for node in premade:
         _ensure_kubelet(lab, state, node, levels, out)
     asyncio.run(_converge(lab, state, levels, opts.timeout, out))
@@ -173,7 +178,8 @@ def down(lab: LabDir, out: Out = print) -> None:
     state = lab.load()
     running = {k: p for k, p in (state.procs if state else {}).items() if procs.alive(p)}
     kubelets = [p for k, p in running.items() if k.startswith("kubelet/")]
-    for batch in (kubelets + ([running[KCM]] if KCM in running else []),
+    others = [running[k] for k in (KCM, KUBE_PROXY) if k in running]
+    for batch in (kubelets + others,
                   [running[APISERVER]] if APISERVER in running else []):
         for p in procs.stop(batch):
             out(f"pid {p.pid} did not stop on SIGTERM; killed")

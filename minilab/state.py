@@ -43,6 +43,7 @@ class Settings:
     profile: str = "insecure"
     overrides: tuple[str, ...] = ()
     cluster_cidr: str = "127.244.0.0/16"
+    service_cidr: str = "127.96.0.0/16"  # loopback, so that a VIP can be reached (and listened on) on this host
     key_type: str = "ec"
 
     @property

@@ -15,7 +15,7 @@ from typing import Any
 from minilab import procs
 from minilab.state import LabDir, LabState
 
-APISERVER, KCM = "apiserver", "controller-manager"
+APISERVER, KCM, KUBE_PROXY = "apiserver", "controller-manager", "kube-proxy"
 
 
 class LabError(Exception):

@@ -10,6 +10,7 @@ container mounts only its own directory::
     DIR/pki/sa.key, sa.pub                      service account token signing key pair
     DIR/admin.conf                              kubernetes-admin (O=system:masters)
     DIR/controller-manager.conf                 system:kube-controller-manager
+    DIR/kube-proxy.conf                        system:kube-proxy
     DIR/bootstrap-kubelet.conf                  bootstrap token credential for TLS bootstrapping
     DIR/bootstrap-token                         that token, abcdef.0123456789abcdef
     DIR/tokens.csv                              --token-auth-file
@@ -106,6 +107,10 @@ class Layout:
     @property
     def controller_manager_conf(self) -> Path:
         return self.root / "controller-manager.conf"
+
+    @property
+    def kube_proxy_conf(self) -> Path:
+        return self.root / "kube-proxy.conf"
 
     @property
     def bootstrap_kubelet_conf(self) -> Path:

@@ -10,6 +10,7 @@ pki/apiserver.crt, .key               CN=kube-apiserver                         
 pki/apiserver-kubelet-client.crt      O=system:masters, CN=kube-apiserver-kubelet-client    client
 admin.conf                            O=system:masters, CN=kubernetes-admin                 client
 controller-manager.conf               CN=system:kube-controller-manager                     client
+kube-proxy.conf                       CN=system:kube-proxy                                  client
 nodes/N/pki/kubelet-client-current    O=system:nodes, CN=system:node:N                      client
 nodes/N/pki/kubelet.crt, .key         O=system:nodes, CN=system:node:N                      server
 nodes/N/kubelet.conf                  uses kubelet-client-current.pem by (relative) path
@@ -93,6 +94,9 @@ def service_vips(service_cidr: str) -> list[str]:
 APISERVER_KUBELET_CLIENT = LeafSpec("kube-apiserver-kubelet-client", MASTERS, client=True)
 ADMIN = LeafSpec("kubernetes-admin", MASTERS, client=True)
 CONTROLLER_MANAGER = LeafSpec("system:kube-controller-manager", client=True)
+# "Kubernetes The Hard Way" style: the bootstrap policy binds ClusterRole system:node-proxier to this
+# user (kubeadm runs kube-proxy as a pod with a service account instead; ours is a host process).
+KUBE_PROXY = LeafSpec("system:kube-proxy", client=True)
 BOOTSTRAP_USER = "tls-bootstrap-token-user"  # the user name kubeadm gives it in bootstrap-kubelet.conf
 
 

@@ -39,6 +39,7 @@ from pki.identities import (
     CONTROLLER_MANAGER,
     DEFAULT_APISERVER_URL,
     DEFAULT_SERVICE_CIDR,
+    KUBE_PROXY,
     LeafSpec,
     apiserver_spec,
     kubelet_client_spec,
@@ -102,6 +103,7 @@ def init_pki(
     token = _ensure_bootstrap_token(run)
     _ensure_cert_kubeconfig(run, run.layout.admin_conf, ADMIN)
     _ensure_cert_kubeconfig(run, run.layout.controller_manager_conf, CONTROLLER_MANAGER)
+    _ensure_cert_kubeconfig(run, run.layout.kube_proxy_conf, KUBE_PROXY)
     _ensure_kubeconfig(run, run.layout.bootstrap_kubelet_conf, BOOTSTRAP_USER, lambda: token, expect=token)
     for name in nodes:
         _ensure_node(run, name, node_ips.get(name))

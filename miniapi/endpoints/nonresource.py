@@ -8,6 +8,7 @@ and /openapi).
 
 from __future__ import annotations
 
+import logging
 import platform
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,8 @@ VERSION = {"major": "1", "minor": "37", "emulationMajor": "1", "emulationMinor":
            "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
            "buildDate": "2026-11-28T00:00:00Z", "goVersion": f"python{platform.python_version()}",
            "compiler": "cpython", "platform": "linux/amd64"}
+
+log = logging.getLogger("miniapi")
 
 HEALTH_CHECKS = ("ping", "log", "etcd", "poststarthook/rbac/bootstrap-roles", "poststarthook/start-apiserver")
 
@@ -65,10 +68,24 @@ class NonResource:
         raise _not_found()
 
     def health(self, request: web.Request, check: str) -> web.Response:
-        if check and check not in HEALTH_CHECKS:
+        """k8s.io/apiserver healthz: fixed checks plus the server's (e.g. ``SSH Tunnel Check``). A failing
+        check makes the whole endpoint 500 with every line shown and the reason withheld (it is logged);
+        ``/healthz/<check>`` alone says ``internal server error: <reason>``."""
+        extra = getattr(self.server, "health_checks", {})
+        if check and check not in HEALTH_CHECKS and check not in extra:
             raise _not_found()
+        failures = {name: why for name, fn in extra.items() if (not check or name == check) and (why := fn())}
+        if check:
+            if check in failures:
+                return web.Response(status=500, text=f"internal server error: {failures[check]}\n")
+            return web.Response(text="ok", content_type="text/plain")
+        lines = [f"[+]{c} ok" for c in HEALTH_CHECKS]
+        lines += [f"[-]{c} failed: reason withheld" if c in failures else f"[+]{c} ok" for c in extra]
+        if failures:
+            for name, why in failures.items():
+                log.warning("%s check failed: %s", name, why)
+            return web.Response(status=500, text="\n".join(lines) + "\nhealthz check failed\n")
         if "verbose" in request.query:
-            lines = [f"[+]{c} ok" for c in HEALTH_CHECKS]
             return web.Response(text="\n".join(lines) + "\nhealthz check passed\n")
         return web.Response(text="ok", content_type="text/plain")
 

@@ -2,7 +2,8 @@
 
 Layers, bottom up: :mod:`.dialer` (a byte stream: direct TCP; SSH tunnel and Konnectivity later),
 :mod:`.kubelet` (address choice, TLS with the kubelet client certificate, verification with Go's
-rules from :mod:`.x509verify`, one log line per connection), :mod:`.http1` (sans-IO HTTP/1.1).
+rules from :mod:`.x509verify`, one log line per connection), :mod:`.http1` (sans-IO HTTP/1.1),
+:mod:`.upgrade` (101 Switching Protocols on both ends: exec, attach, port-forward).
 """
 
 from miniapi.proxy.dialer import Dialer, DirectDialer

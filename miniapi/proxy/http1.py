@@ -97,16 +97,27 @@ class Switched:
 Event = Response | Data | EndOfMessage | Switched
 
 
-def request(method: str, target: str, host: str, headers: tuple[tuple[str, str], ...] = ()) -> bytes:
-    """A request head (no body). Refuses CR, LF, NUL and spaces where they would split the head."""
+def request(method: str, target: str, host: str, headers: tuple[tuple[str, str], ...] = (),
+            user_agent: str | None = USER_AGENT) -> bytes:
+    """A request head (no body). Refuses CR, LF, NUL and spaces where they would split the head.
+    ``user_agent=None``: no User-Agent of our own (the proxy forwards the client's)."""
     for part in (method, target, host, *(x for pair in headers for x in pair)):
         if _FORBIDDEN_IN_HEAD.intersection(part):
             raise ValueError(f"invalid character in HTTP request head: {part!r}")
     if " " in method or " " in target or not target.startswith("/"):
         raise ValueError(f"invalid request line: {method} {target}")
-    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", f"User-Agent: {USER_AGENT}",
+    agent = [f"User-Agent: {user_agent}"] if user_agent is not None else []
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", *agent,
              *(f"{name}: {value}" for name, value in headers), "", ""]
     return "\r\n".join(lines).encode("latin-1")
+
+
+def chunk(data: bytes) -> bytes:
+    """One chunk of a chunked request body: ``5\\r\\nhello\\r\\n``; :data:`LAST_CHUNK` ends the body."""
+    return b"%x\r\n%s\r\n" % (len(data), data) if data else b""
+
+
+LAST_CHUNK = b"0\r\n\r\n"
 
 
 class ResponseParser:

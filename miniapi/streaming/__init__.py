@@ -8,6 +8,8 @@ come out, bytes to send are returned. The thin asyncio adapters live next to the
 * :mod:`.spdy_session`   SPDY/3.1 session: streams, pings, GOAWAY, flow control
 * :mod:`.portforward`    ``portforward.k8s.io`` on a SPDY session (kubectl)
 * :mod:`.portforward_ws` port-forward on ``v4.channel.k8s.io`` (Python client, kubelet)
+* :mod:`.portforward_io` the kubelet's asyncio adapter for both (pod sockets, backpressure)
+* :mod:`.bytestream_io`  chunk queues and TCP streams without StreamReader's copies
 """
 
 from miniapi.streaming.channel import ChannelProtocol, negotiate

@@ -37,6 +37,25 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def free_service_cidr(second: int = 97) -> str:
+    """A loopback /24 (127.<second>.X.0/24) whose first address, the kubernetes VIP, is free on 443 and 80:
+    each test cluster gets its own VIPs, so a running lab (127.96.0.0/16) is not disturbed."""
+    import random
+
+    for _ in range(50):
+        third = random.randrange(1, 255)
+        try:
+            for port in (443, 80):
+                with socket.socket() as s:
+                    s.bind((f"127.{second}.{third}.1", port))
+        except PermissionError:  # not root: cannot tell, and nothing of ours listens there either
+            pass
+        except OSError:
+            continue
+        return f"127.{second}.{third}.0/24"
+    raise RuntimeError("no free loopback service range")
+
+
 @dataclass
 class Kubectl:
     binary: str
@@ -189,13 +208,20 @@ class Cluster:
 
 
 def make_cluster(root: Path, extra_args: list[str] | None = None, controller_manager: bool = True,
-                 kcm_controllers: str = "*") -> Cluster:
+                 kcm_controllers: str = "*", service_cidr: str | None = None) -> Cluster:
     """PKI + apiserver process (+ controller-manager process, which makes each namespace's default
-    ServiceAccount and kube-root-ca.crt, signs CSRs, schedules pods)."""
+    ServiceAccount and kube-root-ca.crt, signs CSRs, schedules pods). ``service_cidr``: the apiserver's
+    --service-cluster-ip-range, its first address in the serving certificate (a loopback one lets
+    pods reach the kubernetes service VIP through minikubeproxy)."""
     port = free_port()
     url = f"https://127.0.0.1:{port}"
-    init_pki(root, apiserver_url=url, nodes=("node1", "node2"), key_type="ec")
-    cluster = Cluster(root=root, url=url, port=port, extra_args=extra_args or [],
+    extra = list(extra_args or [])
+    if service_cidr:
+        init_pki(root, apiserver_url=url, nodes=("node1", "node2"), key_type="ec", service_cidr=service_cidr)
+        extra += ["--service-cluster-ip-range", service_cidr]
+    else:
+        init_pki(root, apiserver_url=url, nodes=("node1", "node2"), key_type="ec")
+    cluster = Cluster(root=root, url=url, port=port, extra_args=extra,
                       controller_manager=controller_manager, kcm_controllers=kcm_controllers)
     cluster.start()
     return cluster

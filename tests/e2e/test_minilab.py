@@ -75,7 +75,9 @@ class Lab:
 
 def start_lab(root: Path, first_ip: str, *args: str) -> Lab:
     lab = Lab(LabDir(root / "lab"), free_port())
-    lab.cli("up", "-q", "--port", str(lab.port), "--first-node-ip", first_ip, *args)
+    service_cidr = "127.98.{}.0/24".format(first_ip.split(".")[2])  # its own VIPs and kube-proxy chains
+    lab.cli("up", "-q", "--port", str(lab.port), "--first-node-ip", first_ip, "--service-cidr", service_cidr,
+            *args)
     return lab
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import aiohttp
 from aiohttp import web
 
 from minikubelet.logs import format_timestamp
-from minikubelet.runtime_api import ContainerView, ExecResult, PodView
+from minikubelet.runtime_api import ContainerView, ExecResult, ExecTarget, PodView
 
 T0 = 1_795_000_000 * 1_000_000_000  # 2026-11-18T11:06:40Z, in ns
 
@@ -35,6 +36,7 @@ class FakeContainer:
     pid: int | None = None
     restart_count: int = 0
     waiting_reason: str = ""
+    stdin_path: str = ""  # attach: a FIFO the test reads, standing in for the shim's
     followers: list[asyncio.Queue[bytes | None]] = field(default_factory=list)
 
     def view(self) -> ContainerView:
@@ -128,6 +130,14 @@ class FakeRuntime:
         if self.run_error is not None:
             raise self.run_error
         return self.run_result
+
+    def exec_target(self, namespace: str, name: str, container: str) -> ExecTarget | None:
+        """Exec runs real local processes, in the test's directory, with the test's environment."""
+        pod = self.pods_.get((namespace, name))
+        c = pod.containers.get(container) if pod else None
+        if c is None or c.state != "running":
+            return None
+        return ExecTarget(dict(os.environ), str(self.root), None, c.stdin_path)
 
     async def follow_log(self, namespace: str, name: str, container: str) -> AsyncIterator[bytes]:
         c = self.container(namespace, name, container)

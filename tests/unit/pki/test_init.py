@@ -54,6 +54,7 @@ PRIVATE = [
     "pki/sa.key",
     "admin.conf",
     "controller-manager.conf",
+    "kube-proxy.conf",
     "bootstrap-kubelet.conf",
     "bootstrap-token",
     "tokens.csv",
@@ -108,6 +109,7 @@ IDENTITIES = {
     ),
     "admin.conf": ("kubernetes-admin", ("system:masters",), ("client auth",), (), ()),
     "controller-manager.conf": ("system:kube-controller-manager", (), ("client auth",), (), ()),
+    "kube-proxy.conf": ("system:kube-proxy", (), ("client auth",), (), ()),
     "nodes/node1/kubelet.conf": ("system:node:node1", ("system:nodes",), ("client auth",), (), ()),
     "nodes/node1/pki/kubelet.crt": (
         "system:node:node1",

@@ -1,0 +1,19 @@
+#!/bin/sh
+# Every lab container starts here (docker/Dockerfile ENTRYPOINT), then runs its command.
+#
+# 1. No default route: a lab container reaches its own networks and nothing beyond this machine
+#    (the compose networks also have IP masquerading off). LAB_ROUTES="CIDR=GATEWAY ...": the
+#    other lab network, only through the router (and the attacker in its namespace); without the
+#    route docker's isolation rules drop the packets.
+# 2. A node's SSH host key is made here, per container (the base image has none), so no two nodes
+#    share one: the SSH-tunnel scenario (7) checks it against known_hosts. Ed25519 only: fast.
+set -e
+ip route del default 2>/dev/null || true
+for route in $LAB_ROUTES; do
+    ip route replace "${route%%=*}" via "${route#*=}"
+done
+if [ -n "$LAB_NODE_NAME" ] && command -v ssh-keygen >/dev/null; then
+    rm -f /etc/ssh/ssh_host_*
+    ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key
+fi
+exec "$@"

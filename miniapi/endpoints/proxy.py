@@ -1,0 +1,298 @@
+"""``{nodes,pods,services}/proxy``: the apiserver as an HTTP proxy into the cluster (UpgradeAwareHandler).
+
+Authorization has already asked ``<verb> pods/proxy`` (GET -> get, POST -> create, ...). Then:
+
+1. the id (``https:web:8443``) is parsed and located (:mod:`.proxylocation`), the path after
+   ``/proxy`` cleaned (:mod:`miniapi.proxy.target`, rules 1-3); ``GET .../proxy`` with nothing after
+   it is redirected (301) to ``.../proxy/``, as the real handler does;
+2. **plain requests** go to the backend with the method, the cleaned path, the raw query, the
+   client's headers minus hop-by-hop fields and ``Authorization``, plus ``X-Forwarded-For`` and
+   ``X-Forwarded-Uri``. The request body is streamed while the response is read; the response is
+   streamed back chunk by chunk (never buffered whole) with its status and headers. A 3xx is passed
+   back, never followed, its Location rewritten to the proxy path when it names the backend.
+   Failing to reach the backend: 503 ``error trying to reach service: dial tcp ...: connect:
+   connection refused``;
+3. **upgrade requests** (``Connection: Upgrade``: WebSocket, SPDY) are written to the backend as
+   they came (plus ``X-Forwarded-For``). ``101`` -> the backend's head goes back and bytes are relayed
+   both ways until either side closes; a status >= 400 is echoed; anything else is 500
+   ``invalid upgrade response: status code 302`` (a redirect is not followed: CVE-2020-8559).
+
+Wire, for ``kubectl get --raw /api/v1/namespaces/default/pods/web:8080/proxy/healthz?x=1``::
+
+    GET /healthz?x=1 HTTP/1.1          <- to 127.244.1.2:8080, plain text on the wire
+    Host: 127.0.0.1:6443
+    User-Agent: kubectl/v1.37.0 ...
+    X-Forwarded-For: 127.0.0.1
+    X-Forwarded-Uri: /api/v1/namespaces/default/pods/web:8080/proxy/healthz
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from miniapi import errors
+from miniapi.endpoints.proxylocation import Locator
+from miniapi.filters.keys import INFO
+from miniapi.proxy import http1
+from miniapi.proxy.backend import Backend, BackendConnector, Connection, close_quietly
+from miniapi.proxy.errors import DialError, ProtocolError
+from miniapi.proxy.target import (
+    ProxyRequestError,
+    backend_path,
+    escape_path,
+    forward_request_headers,
+    forward_response_headers,
+    forwarded_uri,
+    is_upgrade,
+    path_prepend,
+    rewrite_location,
+    split_scheme_name_port,
+)
+from miniapi.proxy.upgrade import splice, switch_protocols
+from miniapi.requestinfo import RequestInfo
+
+if TYPE_CHECKING:
+    from miniapi.server import APIServer
+
+log = logging.getLogger("miniapi.proxy")
+CHUNK = 64 * 1024
+KINDS = {"pods": "pod", "services": "service", "nodes": "node"}
+UPGRADE_ECHO_TIMEOUT = 10.0
+
+
+class ProxyHandlers:
+    def __init__(self, server: APIServer) -> None:
+        self.server = server
+        self.locator = Locator(server)
+        self._connector: BackendConnector | None = None
+
+    @property
+    def connector(self) -> BackendConnector:
+        if self._connector is None or self._connector.kubelet is not self.server.kubelet:
+            self._connector = BackendConnector(self.server.kubelet)
+        return self._connector
+
+    async def aclose(self, _app: web.Application | None = None) -> None:
+        """Close the idle backend connections (on the app's cleanup)."""
+        if self._connector is not None:
+            await self._connector.aclose()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        info: RequestInfo = request[INFO]
+        backend = await self.locate(info)
+        path = backend_path(info.parts[3:], request.path.endswith("/"))
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
+        raw_query = request.raw_path.partition("?")[2]
+        if is_upgrade(headers):
+            return await self.upgrade(request, backend, path, headers, raw_query)
+        if path == "" and request.method in ("GET", "HEAD"):
+            raise web.HTTPMovedPermanently(request.path + "/" + (f"?{raw_query}" if raw_query else ""))
+        return await self.forward(request, backend, path, headers, raw_query)
+
+    async def locate(self, info: RequestInfo) -> Backend:
+        kind = KINDS[info.resource]
+        try:
+            pid = split_scheme_name_port(info.name)
+        except ProxyRequestError:
+            raise errors.bad_request(f'invalid {kind} request "{info.name}"') from None
+        if info.resource == "pods":
+            return await self.locator.pod(info.namespace, pid, info.name)
+        if info.resource == "services":
+            return await self.locator.service(info.namespace, pid, info.name)
+        return await self.locator.node(pid, info.name)
+
+    async def _open(self, backend: Backend, prefix: str, *, reuse: bool = True) -> Connection:
+        try:
+            return await self.connector.open(backend, reuse=reuse)
+        except DialError as exc:
+            log.info("proxy backend unreachable target=%s: %s", backend.url, exc.text)
+            if prefix == "error trying to reach service":
+                raise errors.service_unavailable(f"{prefix}: {exc.text}") from None
+            raise errors.ApiError(500, "", f"{prefix}: {exc.text}") from None
+
+    # -- 2. plain requests ----------------------------------------------------------------------------
+    async def forward(self, request: web.Request, backend: Backend, path: str,
+                      headers: list[tuple[str, str]], raw_query: str) -> web.StreamResponse:
+        prepend = path_prepend(request.path, path)
+        out = forward_request_headers(headers, request.remote or "", forwarded_uri=forwarded_uri(prepend, path))
+        length = request.headers.get("Content-Length")
+        chunked = length is None and request.body_exists
+        if length is not None:
+            out.append(("Content-Length", length))
+        elif chunked:
+            out.append(("Transfer-Encoding", "chunked"))
+        target = escape_path(path or "/") + (f"?{raw_query}" if raw_query else "")
+        head = _request_head(request.method, target, request.headers.get("Host") or backend.host_port, out)
+        for attempt in (1, 2):
+            conn = await self._open(backend, "error trying to reach service", reuse=attempt == 1)
+            try:
+                return await self._exchange(request, backend, conn, head, chunked, prepend)
+            except _StaleConnection:  # an idle connection the backend had closed: once more, fresh
+                if request.body_exists or attempt == 2:
+                    raise errors.service_unavailable("error trying to reach service: EOF") from None
+        raise AssertionError("unreachable")
+
+    async def _exchange(self, request: web.Request, backend: Backend, conn: Connection, head: bytes,
+                        chunked: bool, prepend: str) -> web.StreamResponse:
+        """One request/response on ``conn``; the connection goes back to the pool if it ended cleanly."""
+        pump: asyncio.Task[None] | None = None
+        clean = False
+        try:
+            conn.writer.write(head)
+            if request.body_exists:
+                pump = asyncio.create_task(_pump_body(request, conn, chunked))
+            parser = http1.ResponseParser(method=request.method)
+            try:
+                response, pending = await _read_head(conn.reader, parser)
+            except (DialError, OSError) as exc:
+                if conn.reused and (isinstance(exc, OSError) or exc.text == "EOF"):
+                    raise _StaleConnection() from None
+                text = exc.text if isinstance(exc, DialError) else f"read tcp {backend.host_port}: {exc}"
+                raise errors.service_unavailable(f"error trying to reach service: {text}") from None
+            reply = self._response_head(response, backend, request, prepend)
+            reply, clean = await _stream_body(request, reply, conn, parser, pending)
+            return reply
+        finally:
+            if pump is not None:
+                clean = clean and pump.done()
+                pump.cancel()
+                await asyncio.gather(pump, return_exceptions=True)
+            if clean and "close" not in _tokens(response.headers.get("Connection")):
+                self.connector.release(backend, conn)
+            else:
+                await close_quietly(conn)
+
+    def _response_head(self, response: http1.Response, backend: Backend, request: web.Request,
+                       prepend: str) -> web.StreamResponse:
+        reply = web.StreamResponse(status=response.status, reason=response.reason or None)
+        for name, value in forward_response_headers(response.headers.items):
+            if name.lower() == "location":
+                value = rewrite_location(value, backend.host_port, request.headers.get("Host", ""), prepend)
+            reply.headers.add(name, value)
+        return reply
+
+    # -- 3. upgrades ----------------------------------------------------------------------------------
+    async def upgrade(self, request: web.Request, backend: Backend, path: str,
+                      headers: list[tuple[str, str]], raw_query: str) -> web.StreamResponse:
+        out = forward_request_headers(headers, request.remote or "", upgrade=True)
+        target = escape_path(path or "/") + (f"?{raw_query}" if raw_query else "")
+        head = _request_head(request.method, target, request.headers.get("Host") or backend.host_port, out)
+        conn = await self._open(backend, "error dialing backend", reuse=False)
+        try:
+            conn.writer.write(head)
+            parser = http1.ResponseParser(method=request.method)
+            try:
+                response, pending = await _read_head(conn.reader, parser)
+            except (DialError, OSError) as exc:
+                raise errors.ApiError(500, "", str(exc)) from None
+            if response.status != 101 and response.status < 400:
+                log.info("proxy upgrade refused target=%s status=%d", backend.url, response.status)
+                raise errors.ApiError(500, "", f"invalid upgrade response: status code {response.status}")
+            if response.status != 101:  # the backend's error, echoed as it came
+                reply = web.StreamResponse(status=response.status, reason=response.reason or None)
+                for name, value in forward_response_headers(response.headers.items):
+                    reply.headers.add(name, value)
+                async with asyncio.timeout(UPGRADE_ECHO_TIMEOUT):
+                    return (await _stream_body(request, reply, conn, parser, pending))[0]
+            rest = b"".join(e.rest for e in pending if isinstance(e, http1.Switched))
+            return await _relay(request, response, conn, rest)
+        finally:
+            await close_quietly(conn)
+
+
+class _StaleConnection(Exception):
+    """A pooled connection turned out closed before any response byte."""
+
+
+def _tokens(value: str) -> set[str]:
+    return {t.strip().lower() for t in value.split(",") if t.strip()}
+
+
+def _request_head(method: str, target: str, host: str, headers: list[tuple[str, str]]) -> bytes:
+    try:
+        return http1.request(method, target, host, tuple(headers), user_agent=None)
+    except ValueError as exc:
+        raise errors.bad_request(str(exc)) from None
+
+
+async def _read_head(reader: asyncio.StreamReader, parser: http1.ResponseParser
+                     ) -> tuple[http1.Response, list[http1.Event]]:
+    while True:
+        data = await reader.read(CHUNK)
+        events = parser.feed(data) if data else parser.feed_eof()
+        for i, event in enumerate(events):
+            if isinstance(event, http1.Response):
+                return event, events[i + 1:]
+
+
+async def _pump_body(request: web.Request, conn: Connection, chunked: bool) -> None:
+    """The client's body to the backend as it arrives (chunked when the client sent no length)."""
+    with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+        async for data in request.content.iter_any():
+            conn.writer.write(http1.chunk(data) if chunked else data)
+            await conn.writer.drain()
+        if chunked:
+            conn.writer.write(http1.LAST_CHUNK)
+            await conn.writer.drain()
+
+
+async def _stream_body(request: web.Request, reply: web.StreamResponse, conn: Connection,
+                       parser: http1.ResponseParser, pending: list[http1.Event]
+                       ) -> tuple[web.StreamResponse, bool]:
+    """Head now, then each body chunk as the backend sends it; True when the body ended cleanly.
+
+    A response that arrived whole with its head (the common small one) goes out in one write."""
+    if any(isinstance(e, http1.EndOfMessage) for e in pending) and request.method != "HEAD" and \
+            reply.status not in (204, 304):
+        body = b"".join(e.data for e in pending if isinstance(e, http1.Data))
+        whole = web.Response(status=reply.status, reason=reply.reason, body=body)
+        for name, value in reply.headers.items():
+            if name.lower() != "content-length":
+                whole.headers.add(name, value)
+        return whole, True
+    await reply.prepare(request)
+    try:
+        while True:
+            done = False
+            for event in pending:
+                if isinstance(event, http1.Data) and event.data:
+                    await reply.write(event.data)
+                elif isinstance(event, http1.EndOfMessage):
+                    done = True
+            if done:
+                break
+            data = await conn.reader.read(CHUNK)
+            pending = parser.feed(data) if data else parser.feed_eof()
+    except (ProtocolError, OSError) as exc:  # the backend broke off mid-body: end ours (as io.Copy does)
+        log.info("proxy backend stream ended early: %s", exc)
+        reply.force_close()
+        return reply, False
+    await reply.write_eof()
+    return reply, True
+
+
+async def _relay(request: web.Request, response: http1.Response, conn: Connection, rest: bytes
+                 ) -> web.StreamResponse:
+    """After 101: the backend's head to the client, then bytes both ways until either side ends."""
+    client = await switch_protocols(request, response.headers.items)
+    if rest:
+        await client.write(rest)
+
+    async def to_backend(data: bytes) -> None:
+        conn.writer.write(data)
+        await conn.writer.drain()
+
+    tasks = [asyncio.create_task(splice(client.read, to_backend)),
+             asyncio.create_task(splice(conn.reader.read, client.write))]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return client.response

@@ -1,0 +1,201 @@
+"""Where ``{pods,services,nodes}/proxy`` go: the real ``ResourceLocation`` of each registry.
+
+1. **pods** ``[scheme:]name[:port]`` (pod/strategy.go): the pod's IP (``status.podIPs[0]``); no port
+   given: the first declared ``containerPort``, else the scheme's default (80/443). No IP yet, or
+   an address the rule of :func:`~miniapi.proxy.target.address_refusal` refuses: 400 ``address not
+   allowed``. The pod's own addresses are its IP when it lies inside its node's ``spec.podCIDRs``
+   (assigned by the controller-manager's node IPAM, or given at registration; immutable once set,
+   unlike the pod IP, which the node reports) or, for ``hostNetwork`` pods, when it is one of its
+   node's addresses.
+2. **services** ``[scheme:]name[:port|portname]`` (service/storage/rest.go): a port *number* is
+   first mapped to the service port's name (503 ``no service port 81 found for service "web"``);
+   then, from a random subset of the Endpoints, a random *ready* address carrying that port name,
+   which must point (``targetRef``) at a pod of this namespace whose IP it is (no ``targetRef``, as
+   the ``kubernetes`` service's: skipped). No subsets: 503 ``no endpoints available for service
+   "web"``; no usable address: the same with the whole id (``"web:http"``).
+3. **nodes** ``[scheme:]name[:port]`` (node/strategy.go): the kubelet's address as
+   ``--kubelet-preferred-address-types`` picks it (a name resolved once, see rule 3 of target.py);
+   no port, or the kubelet's own port: the kubelet connection (https, whatever scheme was asked);
+   another port: the scheme asked for, plain proxy transport.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from miniapi import errors
+from miniapi.proxy.address import addresses_of
+from miniapi.proxy.backend import Backend
+from miniapi.proxy.errors import DialError, to_status
+from miniapi.proxy.target import (
+    APISERVER_HOST,
+    ProxyId,
+    ProxyRequestError,
+    address_refusal,
+    in_cidrs,
+    is_loopback,
+    numeric_port,
+)
+from miniapi.store import NotFound
+
+if TYPE_CHECKING:
+    from miniapi.server import APIServer
+
+log = logging.getLogger("miniapi.proxy")
+Obj = dict[str, Any]
+_GO_INT = re.compile(r"[+-]?[0-9]+")
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def not_allowed(kind: str, name: str, address: str, why: str) -> errors.ApiError:
+    log.info("proxy refused target=%s/%s address=%s: %s", kind, name, address, why)
+    return errors.bad_request("address not allowed")
+
+
+class Locator:
+    def __init__(self, server: APIServer, rng: random.Random | None = None) -> None:
+        self.server = server
+        self.rng = rng or random.Random()
+
+    @property
+    def apiserver_host(self) -> tuple[str, ...]:
+        """Rule 3 of target.py: addresses of the apiserver's own host, never proxied to."""
+        cfg = self.server.config
+        mine = [a for a in (cfg.advertise_address, cfg.bind_address) if a and is_loopback(a)]
+        return (*APISERVER_HOST, *mine)
+
+    async def _get(self, key: str, namespace: str, name: str) -> Obj:
+        try:
+            obj: Obj = await self.server.store.get(key, namespace, name)
+        except NotFound:
+            raise errors.not_found(key, name) from None
+        return obj
+
+    async def _node_or_none(self, name: str) -> Obj | None:
+        try:
+            node: Obj = await self.server.store.get("nodes", "", name)
+        except NotFound:
+            return None
+        return node
+
+    # -- 1. pods ---------------------------------------------------------------------------------------
+    async def pod(self, namespace: str, pid: ProxyId, raw: str) -> Backend:
+        try:
+            port = numeric_port(pid.port)
+        except ProxyRequestError:
+            raise errors.bad_request(f'invalid pod request "{raw}"') from None
+        pod = await self._get("pods", namespace, pid.name)
+        if port is None:
+            port = first_container_port(pod)
+        ip = pod_ip(pod)
+        why = await self.pod_refusal(pod, ip)
+        if why:
+            raise not_allowed("pods", f"{namespace}/{pid.name}", ip, why)
+        scheme = pid.scheme or "http"
+        return Backend(scheme, ip, port or DEFAULT_PORTS[scheme])
+
+    async def pod_refusal(self, pod: Mapping[str, Any], ip: str) -> str | None:
+        if not ip:
+            return "the pod has no IP address yet"
+        spec = pod.get("spec") or {}
+        node = await self._node_or_none(str(spec.get("nodeName") or ""))
+        own = []
+        if node is not None:
+            node_spec = node.get("spec") or {}
+            cidrs = list(node_spec.get("podCIDRs") or []) or [node_spec.get("podCIDR") or ""]
+            if in_cidrs(ip, [c for c in cidrs if c]):
+                own.append(ip)
+            if spec.get("hostNetwork") and ip in {a.address for a in addresses_of(node)}:
+                own.append(ip)
+        return address_refusal(ip, own, self.apiserver_host)
+
+    # -- 2. services -----------------------------------------------------------------------------------
+    async def service(self, namespace: str, pid: ProxyId, raw: str) -> Backend:
+        port_name = pid.port
+        if _GO_INT.fullmatch(port_name):
+            number = int(port_name)
+            svc = await self._get("services", namespace, pid.name)
+            ports = (svc.get("spec") or {}).get("ports") or []
+            match = next((p for p in ports if p.get("port") == number), None)
+            if match is None:
+                raise errors.service_unavailable(f'no service port {number} found for service "{pid.name}"')
+            port_name = str(match.get("name") or "")
+        eps = await self._get("endpoints", namespace, pid.name)
+        subsets = list(eps.get("subsets") or [])
+        if not subsets:
+            raise errors.service_unavailable(f'no endpoints available for service "{pid.name}"')
+        start = self.rng.randrange(len(subsets))
+        for subset in subsets[start:] + subsets[:start]:
+            addresses = list(subset.get("addresses") or [])
+            for port in subset.get("ports") or []:
+                if str(port.get("name") or "") != port_name or not addresses:
+                    continue
+                first = self.rng.randrange(len(addresses))
+                for address in addresses[first:] + addresses[:first]:
+                    why = await self.endpoint_refusal(namespace, address)
+                    if why:
+                        log.info("proxy skipped endpoint service=%s/%s address=%s: %s", namespace, pid.name,
+                                 address.get("ip"), why)
+                        continue
+                    return Backend(pid.scheme or "http", str(address["ip"]), int(port.get("port") or 0))
+        raise errors.service_unavailable(f'no endpoints available for service "{raw}"')
+
+    async def endpoint_refusal(self, namespace: str, address: Mapping[str, Any]) -> str | None:
+        """isValidAddress, then the pod rule of step 1 for the pod behind it."""
+        ref = address.get("targetRef")
+        ip = str(address.get("ip") or "")
+        if not isinstance(ref, dict):
+            return f"Address has no target ref, skipping: {ip}"
+        if ref.get("namespace") != namespace or ref.get("kind", "Pod") != "Pod":
+            return "Address namespace doesn't match context namespace"
+        try:
+            pod = await self.server.store.get("pods", namespace, str(ref.get("name") or ""))
+        except NotFound:
+            return f"pods \"{ref.get('name')}\" not found"
+        if ip not in pod_ips(pod):
+            return f"pod ip(s) doesn't match endpoint ip, skipping: {pod_ips(pod)} vs {ip}"
+        return await self.pod_refusal(pod, ip)
+
+    # -- 3. nodes --------------------------------------------------------------------------------------
+    async def node(self, pid: ProxyId, raw: str) -> Backend:
+        try:
+            port = numeric_port(pid.port)
+        except ProxyRequestError:
+            raise errors.bad_request(f'invalid node request "{raw}"') from None
+        kubelet = self.server.kubelet
+        try:
+            info = await kubelet.connection_info(pid.name)
+        except DialError as exc:
+            raise to_status(exc) from None
+        node = await self._get("nodes", "", pid.name)
+        own = [a.address for a in addresses_of(node)]
+        why = address_refusal(info.dial_host, own, self.apiserver_host)
+        if why:
+            raise not_allowed("nodes", pid.name, info.dial_host, why)
+        if port is None or port == info.port:
+            return Backend("https", info.dial_host, info.port, kubelet=info)
+        scheme = pid.scheme or "http"
+        return Backend(scheme, info.dial_host, port)
+
+
+def pod_ips(pod: Mapping[str, Any]) -> list[str]:
+    status = pod.get("status") or {}
+    ips = [str(p.get("ip")) for p in status.get("podIPs") or [] if isinstance(p, dict) and p.get("ip")]
+    return ips or ([str(status["podIP"])] if status.get("podIP") else [])
+
+
+def pod_ip(pod: Mapping[str, Any]) -> str:
+    ips = pod_ips(pod)
+    return ips[0] if ips else ""
+
+
+def first_container_port(pod: Mapping[str, Any]) -> int | None:
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        ports = container.get("ports") or []
+        if ports and isinstance(ports[0].get("containerPort"), int):
+            return int(ports[0]["containerPort"])
+    return None

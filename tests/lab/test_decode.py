@@ -1,0 +1,113 @@
+"""The lab's pure parts, no docker: the attacker's decoders, the loot file, the roles' command lines
+(the profile switch reused from minilab/profiles.py) and the topology."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from lab import roles, topology
+from lab.attacker import decode, loot
+from lab.attacker.run import nat_rules
+from minilab.profiles import resolve
+
+TOP = topology.from_env({})
+
+
+@pytest.mark.parametrize(("path", "want"), [
+    ("/containerLogs/default/web/app", ("default", "web", "app")),
+    ("/containerLogs/kube-system/p%2Dx/c?follow=true&tailLines=5", ("kube-system", "p-x", "c")),
+    ("/containerLogs/default/web", None),
+    ("/pods", None),
+], ids=["plain", "query-and-escape", "no-container", "other-path"])
+def test_container_logs_target(path: str, want: tuple[str, str, str] | None) -> None:
+    got = decode.container_logs_target(path)
+    assert (got and (got.namespace, got.pod, got.container)) == want
+
+
+def test_run_target_with_and_without_uid() -> None:
+    ref, cmd = decode.run_target("/run/default/web/app?cmd=cat%20/etc/passwd") or (None, "")
+    assert (ref and ref.container, cmd) == ("app", "cat /etc/passwd")
+    ref, _ = decode.run_target("/run/default/web/1234-uid/app?cmd=id") or (None, "")
+    assert ref is not None and ref.pod == "web" and ref.container == "app"
+    assert decode.run_target("/runningpods/") is None
+
+
+def test_bearer_token_and_jwt_claims() -> None:
+    claims = base64.urlsafe_b64encode(json.dumps({"sub": "system:serviceaccount:default:app", "aud": ["api"],
+                                                  "iss": "https://kubernetes.default.svc"}).encode()).rstrip(b"=")
+    jwt = f"eyJhbGciOiJSUzI1NiJ9.{claims.decode()}.sig"
+    assert decode.bearer_token({"Authorization": f"Bearer {jwt}"}) == jwt
+    assert decode.bearer_token({"authorization": "Basic abc"}) is None
+    assert decode.bearer_token({}) is None
+    words = decode.describe_token(jwt)
+    assert words.startswith("JWT sub=system:serviceaccount:default:app") and "aud=['api']" in words
+    assert decode.describe_token("abc.def") == "opaque token (7 characters)"
+    assert decode.describe_token("x.!!!.y") == "opaque token (7 characters)"
+
+
+@pytest.mark.parametrize(("message", "words"), [
+    (b"\x00ls -l\n", "stdin: 'ls -l\\n'"),
+    (b"\x01total 0\n", "stdout: 'total 0\\n'"),
+    (b"\x02oops", "stderr: 'oops'"),
+    (b"\xff\x00", "close stdin"),
+    (b"\x07?", "channel 7: '?'"),
+], ids=["stdin", "stdout", "stderr", "v5-close", "unknown"])
+def test_channel_frames(message: bytes, words: str) -> None:
+    frame = decode.channel_frame(message)
+    assert frame is not None and frame.words() == words
+    assert decode.channel_frame(b"") is None
+
+
+def test_pods_summary_shows_env_values() -> None:
+    body = json.dumps({"items": [{"metadata": {"namespace": "default", "name": "web"},
+                                  "spec": {"containers": [{"env": [{"name": "DB_PASSWORD", "value": "s3"},
+                                                                   {"name": "FROM", "valueFrom": {}}]}]}}]})
+    assert decode.pods_summary(body.encode()) == ["pod default/web env DB_PASSWORD=s3"]
+    assert decode.pods_summary(b"not json") == []
+
+
+def test_text_lines_limit_and_bad_bytes() -> None:
+    assert decode.text_lines(b"a\nb\xff\n") == ["a", "b\\xff"]
+    assert decode.text_lines(b"1\n2\n3\n", limit=2) == ["1", "2", "... (1 more lines)"]
+
+
+def test_loot_round_trip_and_since(tmp_path: Path) -> None:
+    f = tmp_path / "loot.jsonl"
+    first = loot.record(f, "log-lines", lines=["db-password=x"])
+    with f.open("a") as out:
+        out.write('{"half a line')
+    later = loot.read(f, since=first["ts"])
+    assert [e["kind"] for e in later] == ["log-lines"]
+    assert decode.lines_with(later, "password") == ["db-password=x"]
+    assert loot.read(tmp_path / "missing") == []
+    assert loot.wait_for(lambda ev: False, f, timeout=0.0) == later
+
+
+def test_roles_use_the_profile_table() -> None:
+    insecure, hardened = resolve("insecure"), resolve("hardened")
+    api = roles.apiserver_argv(TOP, insecure)
+    assert api[:3] == ["miniapi", "--secure-port", "443"] and "--kubelet-certificate-authority" not in " ".join(api)
+    assert "--kubelet-certificate-authority=/etc/kubernetes/pki/ca.crt" in roles.apiserver_argv(TOP, hardened)
+    kubelet = roles.kubelet_argv(TOP, "node2", insecure)
+    assert kubelet[kubelet.index("--node-ip") + 1] == "10.221.2.12"
+    assert {"--read-only-port=10255", "--anonymous-auth=true", "--authorization-mode=AlwaysAllow"} <= set(kubelet)
+    hard = roles.kubelet_argv(TOP, "node1", hardened)
+    assert {"--read-only-port=0", "--anonymous-auth=false", "--authorization-mode=Webhook",
+            "--tls-cert-file=/etc/kubernetes/pki/kubelet.crt"} <= set(hard)
+    mixed = roles.levels_from_env({"LAB_PROFILE": "hardened", "LAB_SET": "kubelet-readonly=insecure"})
+    assert "--read-only-port=10255" in roles.kubelet_argv(TOP, "node1", mixed)
+    assert roles.pki_argv(TOP)[-4:] == ["--node", "node1=10.221.2.11", "--node", "node2=10.221.2.12"]
+
+
+def test_topology_and_attacker_rules() -> None:
+    assert TOP.apiserver_url == "https://10.221.1.10:443"
+    with pytest.raises(KeyError):
+        TOP.node("node9")
+    with pytest.raises(ValueError):
+        topology.parse_nodes("node1")
+    assert nat_rules(TOP, [10250]) == [["PREROUTING", "-s", "10.221.1.10", "-p", "tcp", "--dport", "10250",
+                                        "-j", "REDIRECT", "--to-port", "8080"]]

@@ -1,0 +1,79 @@
+"""The workshop lab for real: docker engine, compose, real mitmproxy on the router, real kubectl.
+
+Each scenario runs as a learner runs it (``docker-compose run --rm client lab scenario NAME``) in
+both profiles; the runner's exit code is checked, and so is what the attacker container printed,
+independently of the runner.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.lab.harness import Harness
+
+pytestmark = pytest.mark.lab
+
+X509 = "x509: certificate signed by unknown authority"
+
+
+def _output(h: Harness, *args: str) -> tuple[int, str]:
+    result = h.compose(*args, capture=True, check=False, timeout=300)
+    return result.returncode, result.stdout + result.stderr
+
+
+def _attacker_log(h: Harness) -> str:
+    return h.compose("logs", "--no-color", "attacker", capture=True, check=False).stdout
+
+
+def test_kubelet_mitm(lab: tuple[Harness, str]) -> None:
+    h, profile = lab
+    result = h.scenario("kubelet-mitm", profile)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    attacker = _attacker_log(h)
+    assert "Traceback" not in attacker and "Addon error" not in attacker, attacker
+    if profile == "insecure":
+        assert "db-password=" in out.split("kubectl logs", 2)[-1]
+        assert "request: 10.221.1.10 -> /containerLogs/default/mitm-demo-" in out
+        assert "STOLEN logs of default/mitm-demo-" in attacker and "db-password=" in attacker, attacker
+        if "$ kubectl exec" in out:  # where the apiserver serves pods/exec (issue 4)
+            assert "exec to the pod: stdin: 'admin-password=" in attacker, attacker
+    else:
+        assert X509 in out
+        assert "STOLEN" not in attacker and "TLS dropped: 10.221.1.10" in attacker, attacker
+
+
+def test_kubelet_api(lab: tuple[Harness, str]) -> None:
+    h, profile = lab
+    result = h.scenario("kubelet-api", profile)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    codes = [line.split()[1] for line in out.splitlines() if line.strip().startswith("HTTP ")]
+    # /pods anonymous on 10250, /pods on 10255, /run anonymous, /pods as alice
+    assert codes == (["200", "200", "200", "200"] if profile == "insecure" else ["401", "000", "401", "403"]), out
+    assert ("uid=0(root)" in out) == (profile == "insecure")
+
+
+def test_runner_fails_when_the_outcome_differs(lab: tuple[Harness, str]) -> None:
+    """The runner told the opposite profile expects the opposite outcome: it must exit 1, saying so."""
+    h, profile = lab
+    other = "hardened" if profile == "insecure" else "insecure"
+    code, out = _output(h, "run", "--rm", "-e", f"LAB_PROFILE={other}", "client", "lab", "scenario", "kubelet-mitm")
+    assert code == 1, out
+    assert "UNEXPECTED" in out and "did NOT turn out as expected" in out
+
+
+def test_runner_refuses_a_lab_without_the_attacker(lab: tuple[Harness, str]) -> None:
+    h, profile = lab
+    code, out = _output(h, "run", "--rm", "-e", "LAB_LOOT=/tmp/no-attacker.jsonl", "client",
+                        "lab", "scenario", "kubelet-mitm", "--mode", profile)
+    assert code == 2, out
+    assert "LAB_ATTACK=intercept" in out
+
+
+def test_mode_must_match_the_running_lab(lab: tuple[Harness, str]) -> None:
+    h, profile = lab
+    other = "hardened" if profile == "insecure" else "insecure"
+    code, out = _output(h, "run", "--rm", "client", "lab", "scenario", "kubelet-api", "--mode", other)
+    assert code == 2, out
+    assert f"lab/env/{other}.env" in out
