@@ -14,6 +14,8 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from miniapi.flags import parse_bool, parse_csv
+
 AUTHZ_MODES = ("AlwaysAllow", "AlwaysDeny", "Node", "RBAC")
 ADDRESS_TYPES = ("Hostname", "InternalDNS", "InternalIP", "ExternalDNS", "ExternalIP")
 
@@ -62,19 +64,6 @@ class Config:
         return self.api_audiences or self.service_account_issuers
 
 
-def _bool(text: str) -> bool:
-    low = text.strip().lower()
-    if low in ("true", "1", "t", "yes"):
-        return True
-    if low in ("false", "0", "f", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"invalid boolean {text!r}")
-
-
-def _csv(text: str) -> list[str]:
-    return [p.strip() for p in text.split(",") if p.strip()]
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="miniapi",
@@ -100,12 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     a("--token-auth-file", default="",
       help="If set, the file that will be used to secure the secure port of the API server via token "
            "authentication (CSV: token,user,uid,\"group1,group2\").")
-    a("--anonymous-auth", type=_bool, default=True,
+    a("--anonymous-auth", type=parse_bool, default=True,
       help="Enables anonymous requests to the secure port. Requests that are not rejected by another "
            "authentication method are treated as anonymous requests (system:anonymous, group "
            "system:unauthenticated). INSECURE DEFAULT true; harden with --anonymous-auth=false or an "
            "authorizer that grants anonymous nothing.")
-    a("--authorization-mode", type=_csv, default=None,
+    a("--authorization-mode", type=parse_csv, default=None,
       help="Ordered list of plug-ins to do authorization on the secure port: AlwaysAllow, AlwaysDeny, "
            "Node, RBAC. INSECURE DEFAULT AlwaysAllow (every authenticated or anonymous request is "
            "allowed); harden with --authorization-mode=Node,RBAC as kubeadm does.")
@@ -117,11 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     a("--service-account-issuer", action="append", default=[],
       help="Identifier of the service account token issuer (the iss claim). Required. Repeatable: "
            "the first signs, all are accepted.")
-    a("--api-audiences", type=_csv, default=[],
+    a("--api-audiences", type=parse_csv, default=[],
       help="Identifiers of the API. Tokens must carry at least one. Defaults to the issuers.")
     a("--service-account-max-token-expiration", type=int, default=0,
       help="Maximum validity in seconds of a token created by TokenRequest (0: no limit).")
-    a("--enable-bootstrap-token-auth", type=_bool, nargs="?", const=True, default=False,
+    a("--enable-bootstrap-token-auth", type=parse_bool, nargs="?", const=True, default=False,
       help="Allow bootstrap tokens (Secrets bootstrap-token-<id> in kube-system) to authenticate, for "
            "kubelet TLS bootstrapping.")
     a("--kubelet-certificate-authority", default="",
@@ -130,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
            "so apiserver -> kubelet connections (logs, exec, port-forward) can be intercepted.")
     a("--kubelet-client-certificate", default="", help="Client certificate for TLS to kubelets.")
     a("--kubelet-client-key", default="", help="Client key for TLS to kubelets.")
-    a("--kubelet-preferred-address-types", type=_csv, default=list(ADDRESS_TYPES),
+    a("--kubelet-preferred-address-types", type=parse_csv, default=list(ADDRESS_TYPES),
       help="List of the preferred NodeAddressTypes to use for kubelet connections (the first the node "
            "reports wins). Unlike the real apiserver, a name (Hostname/InternalDNS/ExternalDNS) that does not "
            "resolve is skipped for the next type; kubeadm passes InternalIP,ExternalIP,Hostname.")

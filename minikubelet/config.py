@@ -40,6 +40,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from miniapi.flags import parse_bool
+
 KUBELET_CONFIG_API_VERSION = "kubelet.config.k8s.io/v1beta1"
 AUTHZ_MODES = ("AlwaysAllow", "Webhook")
 
@@ -155,15 +157,6 @@ def go_duration(seconds: float) -> str:
     out = f"{int(h)}h" if h else ""
     out += f"{int(m)}m" if h or m else ""
     return out + f"{s:g}s"
-
-
-def parse_bool(text: str) -> bool:
-    low = str(text).strip().lower()
-    if low in ("true", "1", "t"):
-        return True
-    if low in ("false", "0", "f"):
-        return False
-    raise argparse.ArgumentTypeError(f"invalid boolean {text!r} (true or false)")
 
 
 # --- node labels -------------------------------------------------------------------------------------

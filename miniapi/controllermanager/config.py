@@ -23,6 +23,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from miniapi.flags import parse_bool, parse_csv
 from pki.signer import DEFAULT_SIGNING_DURATION_SECONDS
 
 
@@ -119,19 +120,6 @@ def format_duration(seconds: float) -> str:
     return text
 
 
-def _bool(text: str) -> bool:
-    low = text.strip().lower()
-    if low in ("true", "1", "t", "yes"):
-        return True
-    if low in ("false", "0", "f", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"invalid boolean {text!r}")
-
-
-def _csv(text: str) -> list[str]:
-    return [p.strip() for p in text.split(",") if p.strip()]
-
-
 def build_parser() -> argparse.ArgumentParser:
     names = ", ".join(CONTROLLERS)
     p = argparse.ArgumentParser(
@@ -154,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--root-ca-file", default="",
       help="If set, this root certificate authority will be included in the kube-root-ca.crt ConfigMap "
            "of every namespace. Unset: the CA of --kubeconfig.")
-    a("--controllers", type=_csv, default=["*"],
+    a("--controllers", type=parse_csv, default=["*"],
       help=f"A list of controllers to enable. '*' enables all on-by-default controllers, 'foo' enables "
            f"the controller named 'foo', '-foo' disables the controller named 'foo'. All controllers: "
            f"{names}. 'scheduler' is NOT part of the real kube-controller-manager: there the scheduler is "
@@ -164,11 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     a("--node-monitor-grace-period", type=parse_duration, default=40.0,
       help="Amount of time which we allow a running Node to be unresponsive before marking it unhealthy "
            "(Ready=Unknown and tainted unreachable). (default 40s)")
-    a("--allocate-node-cidrs", type=_bool, nargs="?", const=True, default=False,
+    a("--allocate-node-cidrs", type=parse_bool, nargs="?", const=True, default=False,
       help="Should CIDRs for Pods be allocated on nodes (spec.podCIDR). Requires --cluster-cidr.")
     a("--cluster-cidr", default="", help="CIDR Range for Pods in cluster. Requires --allocate-node-cidrs.")
     a("--node-cidr-mask-size", type=int, default=24, help="Mask size for node cidr in cluster. (default 24)")
-    a("--leader-elect", type=_bool, nargs="?", const=True, default=True,
+    a("--leader-elect", type=parse_bool, nargs="?", const=True, default=True,
       help="Start a leader election client and gain leadership (Lease kube-system/kube-controller-manager) "
            "before executing the main loop. (default true)")
     a("--leader-elect-lease-duration", type=parse_duration, default=15.0,

@@ -18,14 +18,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from miniapi.flags import parse_csv
 from miniapi.konnectivity.agent import AgentOptions, ProxyAgent
 from miniapi.konnectivity.server import ProxyServer, ServerOptions
 
 STRATEGIES = ("default", "destHost", "defaultRoute")
-
-
-def _csv(text: str) -> list[str]:
-    return [p.strip() for p in text.split(",") if p.strip()]
 
 
 def _server_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,7 +45,7 @@ def _server_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     a("--admin-bind-address", default="127.0.0.1")
     a("--health-port", type=int, default=8092, help="plain-HTTP /healthz and /readyz (0: off)")
     a("--health-bind-address", default="")
-    a("--proxy-strategies", type=_csv, default=["default"],
+    a("--proxy-strategies", type=parse_csv, default=["default"],
       help="agent choice, in order: destHost, defaultRoute, default (real default: default)")
     a("--agent-namespace", default="", help="namespace of the agents' service account (token auth)")
     a("--agent-service-account", default="", help="the agents' service account (token auth)")
