@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 import pty
+import re
 import select
 import signal
 import struct
@@ -123,7 +124,11 @@ def test_kubectl_spdy_fallback(plain: Cluster, kc: KubeClient) -> None:
     assert (proc.returncode, proc.stdout) == (0, "through spdy\n"), proc.stderr
     proc = run("exec", "p", "--", "no-such-tool")
     assert (proc.returncode, proc.stderr) == (1, 'error: exec: "no-such-tool": executable file not found in $PATH\n')
-    assert "protocol=SPDY/3.1+v4.channel.k8s.io outcome=kubelet-closed 1000" in plain.log_text()
+    # every session took the SPDY path and ended cleanly; who hangs up first (kubectl after the Status,
+    # or the kubelet's close 1000) is a race, both are a normal end
+    outcomes = re.findall(r"protocol=SPDY/3\.1\+v4\.channel\.k8s\.io outcome=(.*?) seconds=", plain.log_text())
+    assert len(outcomes) >= 4, outcomes
+    assert set(outcomes) <= {"kubelet-closed 1000", "client-gone"}, outcomes
 
 
 def kubectl_in_pty(kubectl: Kubectl, *args: str, rows: int = 30, cols: int = 100, websockets: bool = True
