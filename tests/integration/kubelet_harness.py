@@ -30,6 +30,22 @@ Obj = dict[str, Any]
 CERTS = "certificates.k8s.io"
 
 
+# kubeadm's address order: InternalIP first, so nothing asks a resolver for a node's hostname
+PREFERRED = ["--kubelet-preferred-address-types", "InternalIP,ExternalIP,Hostname"]
+
+
+def kubelet_client_args(root: Path) -> list[str]:
+    """apiserver flags: its kubelet client identity (so webhook-authorizing kubelets let it in)."""
+    return ["--kubelet-client-certificate", str(root / "pki" / "apiserver-kubelet-client.crt"),
+            "--kubelet-client-key", str(root / "pki" / "apiserver-kubelet-client.key"), *PREFERRED]
+
+
+def webhook_kubelet_args(cluster: Cluster) -> list[str]:
+    """kubelet flags: no anonymous access, TokenReview + SubjectAccessReview webhooks, x509 against the CA."""
+    return ["--anonymous-auth=false", "--authentication-token-webhook", "--authorization-mode=Webhook",
+            "--client-ca-file", str(cluster.pki / "ca.crt")]
+
+
 @dataclass
 class KubeletProc:
     cluster: Cluster

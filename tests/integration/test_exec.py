@@ -35,8 +35,16 @@ from kubernetes.stream import stream
 from miniapi.client import ClientError, KubeClient
 from miniapi.tlsconfig import client_ssl_context
 from tests.e2e.cluster import Cluster, Kubectl, make_cluster
-from tests.integration.kubelet_harness import KubeletProc, admin, container_status, pod_manifest, wait_for
-from tests.integration.test_pod_logs import kubelet_client_args, serving_cert, start_kubelet
+from tests.integration.kubelet_harness import (
+    KubeletProc,
+    admin,
+    container_status,
+    kubelet_client_args,
+    pod_manifest,
+    wait_for,
+    webhook_kubelet_args,
+)
+from tests.integration.test_pod_logs import serving_cert, start_kubelet
 
 V5 = "v5.channel.k8s.io"
 SLEEPER = ["sleep", "3600"]
@@ -70,9 +78,7 @@ def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="module")
 def kubelet(plain: Cluster) -> Iterator[KubeletProc]:
-    k = start_kubelet(plain, "node1", "127.0.5.2", [
-        "--anonymous-auth=false", "--authentication-token-webhook", "--authorization-mode=Webhook",
-        "--client-ca-file", str(plain.pki / "ca.crt")])
+    k = start_kubelet(plain, "node1", "127.0.5.2", webhook_kubelet_args(plain))
     try:
         yield k
     finally:

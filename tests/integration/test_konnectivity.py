@@ -36,12 +36,11 @@ from miniapi.proxy.egress import Connection, HTTPConnectDialer, parse
 from miniapi.proxy.errors import ConnectError
 from minilab.tunnels import KonnectivityPki, agent_argv, egress_config, konnectivity_pki, server_argv
 from tests.e2e.cluster import ROOT, Cluster, free_port, make_cluster
-from tests.integration.kubelet_harness import KubeletProc
+from tests.integration.kubelet_harness import KubeletProc, kubelet_client_args
 from tests.integration.tunnel_kit import (
     LINES,
     NodeNetns,
     exercise,
-    kubelet_client_args,
     log_lines,
     make_pods,
     start_kubelet,

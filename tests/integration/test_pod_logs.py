@@ -43,20 +43,17 @@ from tests.integration.kubelet_harness import (
     KubeletProc,
     admin,
     container_status,
+    kubelet_client_args,
     pod_manifest,
     wait_for,
     wait_node_ready,
+    webhook_kubelet_args,
 )
 
-PREFERRED = ["--kubelet-preferred-address-types", "InternalIP,ExternalIP,Hostname"]
 SCRIPT = ["sh", "-c", "for i in 1 2 3; do echo line$i; done; sleep 30"]
 LINES = "line1\nline2\nline3\n"
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z line1$")
 
-
-def kubelet_client_args(root: Path) -> list[str]:
-    return ["--kubelet-client-certificate", str(root / "pki" / "apiserver-kubelet-client.crt"),
-            "--kubelet-client-key", str(root / "pki" / "apiserver-kubelet-client.key"), *PREFERRED]
 
 
 def serving_cert(cluster: Cluster, name: str, ips: list[str], *, self_signed: bool = False) -> list[str]:
@@ -118,9 +115,7 @@ def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 @pytest.fixture(scope="module")
 def secured_kubelet(plain: Cluster) -> Iterator[KubeletProc]:
     """Self-signed serving pair (the kubelet's default) + webhook authn/authz, no anonymous access."""
-    k = start_kubelet(plain, "node1", "127.0.4.2", [
-        "--anonymous-auth=false", "--authentication-token-webhook", "--authorization-mode=Webhook",
-        "--client-ca-file", str(plain.pki / "ca.crt")])
+    k = start_kubelet(plain, "node1", "127.0.4.2", webhook_kubelet_args(plain))
     try:
         yield k
     finally:

@@ -27,13 +27,20 @@ from kubernetes.stream import portforward
 from miniapi.client import ClientError, KubeClient
 from miniapi.tlsconfig import client_ssl_context
 from tests.e2e.cluster import Cluster, Kubectl, free_port, make_cluster
-from tests.integration.kubelet_harness import KubeletProc, admin, container_status, wait_for, wait_node_ready
+from tests.integration.kubelet_harness import (
+    KubeletProc,
+    admin,
+    container_status,
+    kubelet_client_args,
+    wait_for,
+    wait_node_ready,
+    webhook_kubelet_args,
+)
 from tests.integration.portforward_kit import ECHO, SINK, SOURCE, pattern, pod_manifest
-from tests.integration.test_pod_logs import fds, kubelet_client_args, serving_cert, start_kubelet
+from tests.integration.test_pod_logs import fds, serving_cert, start_kubelet
 
 NODE_IP = "127.0.5.2"
 DEAD = 7099  # nobody listens there
-SECURED = ["--anonymous-auth=false", "--authentication-token-webhook", "--authorization-mode=Webhook"]
 
 
 @contextmanager
@@ -112,7 +119,7 @@ def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="module")
 def kubelet(plain: Cluster) -> Iterator[KubeletProc]:
-    k = start_kubelet(plain, "node1", NODE_IP, [*SECURED, "--client-ca-file", str(plain.pki / "ca.crt")])
+    k = start_kubelet(plain, "node1", NODE_IP, webhook_kubelet_args(plain))
     try:
         yield k
     finally:

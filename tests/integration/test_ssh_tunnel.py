@@ -34,11 +34,10 @@ from miniapi.store import MemoryStore
 from minilab.sshd import NodeSSHD, pick_ssh_port, sshd_binary
 from tests.e2e.cluster import Cluster, make_cluster
 from tests.integration.conftest import Pki, running
-from tests.integration.kubelet_harness import KubeletProc
+from tests.integration.kubelet_harness import KubeletProc, kubelet_client_args
 from tests.integration.tunnel_kit import (
     LINES,
     exercise,
-    kubelet_client_args,
     log_lines,
     make_pods,
     start_kubelet,

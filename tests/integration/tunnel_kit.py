@@ -31,14 +31,6 @@ from pki.init import init_pki
 from tests.e2e.cluster import ROOT, Cluster, Kubectl, free_port
 from tests.integration.kubelet_harness import KubeletProc, admin, container_status, wait_for, wait_node_ready
 
-PREFERRED = ["--kubelet-preferred-address-types", "InternalIP,ExternalIP,Hostname"]
-
-
-def kubelet_client_args(root: Path) -> list[str]:
-    """The apiserver's kubelet client identity (so webhook-authorizing kubelets let it in), kubeadm's order."""
-    return ["--kubelet-client-certificate", str(root / "pki" / "apiserver-kubelet-client.crt"),
-            "--kubelet-client-key", str(root / "pki" / "apiserver-kubelet-client.key"), *PREFERRED]
-
 
 def start_kubelet(cluster: Cluster, name: str, ip: str, pod_cidr: str, netns: NodeNetns | None = None) -> KubeletProc:
     kubeconfig = cluster.root / "nodes" / name / "kubelet.conf"
