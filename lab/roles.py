@@ -85,8 +85,6 @@ def kubelet_argv(top: Topology, name: str, levels: Mapping[str, Level]) -> list[
             "--node-ip", node.ip, "--address", "0.0.0.0", "--port", "10250", "--root-dir", "/var/lib/kubelet",
             *flags_for(Component.KUBELET, levels, ca=f"{p}/ca.crt", cert=f"{p}/kubelet.crt",
                        key=f"{p}/kubelet.key", read_only_port="10255")]
-    # Later issues: the node's SSH server (scenario 7) and the konnectivity agent (scenario 8) start
-    # next to the kubelet here; docker/entrypoint.sh already gives each node fresh SSH host keys.
 
 
 def _exec(argv: list[str]) -> None:
@@ -132,8 +130,46 @@ def role_controller_manager(top: Topology) -> None:
     _exec(controller_manager_argv())
 
 
+def node_processes(top: Topology, name: str, levels: Mapping[str, Level]) -> list[list[str]]:
+    """What one node container runs, each as its real command line: the kubelet first; the
+    kube-proxy-like component, the SSH server (scenario 7) and the tunnel agent (scenario 8) join here."""
+    return [kubelet_argv(top, name, levels)]
+
+
+def _supervise(argvs: list[list[str]]) -> int:
+    """Start every process; on SIGTERM/SIGINT stop them all; when one exits, stop the rest and exit with
+    its code (compose then shows the container as exited instead of half a node running)."""
+    children: list[subprocess.Popen[bytes]] = []
+    for argv in argvs:
+        print("+ " + shlex.join(argv), flush=True)
+        children.append(subprocess.Popen(argv))
+
+    def stop(signum: int, frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    pid, status = os.wait()
+    code = os.waitstatus_to_exitcode(status)
+    gone = next((c for c in children if c.pid == pid), None)
+    if gone is not None:
+        print(f"lab role: {shlex.join(gone.args)} exited {code}; stopping the others", flush=True)  # type: ignore[arg-type]
+    stop(signal.SIGTERM, None)
+    for child in children:
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    return code
+
+
 def role_kubelet(top: Topology) -> None:
-    _exec(kubelet_argv(top, os.environ.get("LAB_NODE_NAME", ""), levels_from_env()))
+    argvs = node_processes(top, os.environ.get("LAB_NODE_NAME", ""), levels_from_env())
+    if len(argvs) == 1:
+        _exec(argvs[0])
+    sys.exit(_supervise(argvs))
 
 
 def role_router(top: Topology) -> None:
