@@ -1,9 +1,10 @@
 """Scenario 4: the apiserver proxy to pods, services and nodes, read and altered on the wire.
 
-The source page: "Diese Verbindungen [vom Apiserver zu einem Node, Pod oder Service] sind
-standardmäßig einfache HTTP-Verbindungen und werden daher weder authentifiziert noch
-verschlüsselt." and, for the ``https:`` prefix: "Sie können über eine gesicherte HTTPS-Verbindung
-ausgeführt werden [...] die Verbindung ist verschlüsselt, garantiert jedoch keine Integrität."
+The source page: "Die Verbindungen vom Apiserver zu einem Node, Pod oder Dienst verwenden
+standardmäßig einfache HTTP-Verbindungen und werden daher weder authentifiziert noch verschlüsselt."
+and, for the ``https:`` prefix: "Das vom HTTPS-Endpunkt bereitgestellte Zertifikat wird jedoch nicht
+überprüft, und es werden keine Clientanmeldeinformationen bereitgestellt. Die Verbindung wird zwar
+verschlüsselt, garantiert jedoch keine Integrität."
 
 ``kubectl get --raw /api/v1/namespaces/default/pods/NAME:8080/proxy/`` goes client -> apiserver
 (verified TLS) -> pod IP 10.244.1.x (the apiserver's own connection, across the router where the

@@ -1,8 +1,8 @@
 """Scenario 2: the attacker in the middle of apiserver -> kubelet relays the request; the kubelet
 decides whether the relayed request gets an answer.
 
-The source page: "Ausserdem sollte Kubelet Authentifizierung und/oder Autorisierung aktiviert sein,
-um die kubelet-API zu sichern." The apiserver does not verify the kubelet's certificate here
+The source page: "Ausserdem sollte, Kubelet Authentifizierung und/oder Autorisierung sollte aktiviert
+sein, um die kubelet-API zu sichern." The apiserver does not verify the kubelet's certificate here
 (``apiserver-kubelet-ca=insecure``), so mitmproxy on the router terminates the apiserver's TLS and
 opens its own connection to the kubelet. It can read and forward the request, but it cannot present
 the apiserver's client certificate (it never had the key): the kubelet sees an anonymous caller.
@@ -10,8 +10,9 @@ the apiserver's client certificate (it never had the key): the kubelet sees an a
 1. ``kubelet-authn``/``kubelet-authz`` insecure (``--anonymous-auth=true``, ``AlwaysAllow``): the
    anonymous relay is served: ``kubectl logs`` works and the attacker read every line.
 2. ``kubelet-authn`` hardened (``--anonymous-auth=false``, webhook, ``--client-ca-file``): the kubelet
-   answers the relay ``401 Unauthorized``; ``kubectl logs`` fails with it; the attacker read the
-   request (path and pod name), not a single log line.
+   answers the relay ``401 Unauthorized``; the apiserver passes it on and ``kubectl logs`` prints
+   ``error: You must be logged in to the server (the server has asked for the client to provide
+   credentials ( pods/log NAME))``; the attacker read the request (path and pod name), not a log line.
 3. ``kubelet-authz`` hardened alone (``--authorization-mode=Webhook``): the anonymous caller is asked
    about (SubjectAccessReview) and refused: ``403 Forbidden``.
 
@@ -33,6 +34,7 @@ from minilab.profiles import Level
 NAME = "kubelet-relay"
 SUMMARY = "the attacker relays apiserver -> kubelet requests: served anonymously, or 401/403 with kubelet authn/authz"
 PATHS = ("apiserver-kubelet-ca", "kubelet-authn", "kubelet-authz")
+KUBECTL_401 = "You must be logged in to the server"
 
 
 def pod_manifest(name: str, node: str, secret: str) -> dict[str, object]:
@@ -75,10 +77,10 @@ def run(ctx: Context) -> None:
         if want == 200:
             r.check(got.returncode == 0 and f"api-key={secret}" in out, "kubectl logs works: the kubelet served the "
                     "anonymous relay", f"kubectl logs exited {got.returncode}")
-        else:
-            reason = "Unauthorized" if want == 401 else "Forbidden"
-            r.check(got.returncode != 0 and reason in out and secret not in out,
-                    f"kubectl logs fails with the kubelet's {want} {reason}", f"kubectl logs exited {got.returncode}")
+        else:  # the apiserver passes the kubelet's status on; kubectl words a 401 as if it were its own login
+            words = KUBECTL_401 if want == 401 else "Forbidden"
+            r.check(got.returncode != 0 and words in out and secret not in out,
+                    f"kubectl logs fails with the kubelet's {want}: '{words}'", f"kubectl logs exited {got.returncode}")
         _attacker(ctx, pod, secret, want, since)
     finally:
         ctx.kubectl("delete", "pod", pod, "--wait=false", show=False)
@@ -116,5 +118,6 @@ def _attacker(ctx: Context, pod: str, secret: str, want: int, since: float) -> N
         r.notice("mitmproxy could read the apiserver's request, but it had to open its own TLS connection to the "
                  "kubelet, without the apiserver's client certificate (it never had the private key). With "
                  "--anonymous-auth=false the kubelet answers such a caller 401; with --authorization-mode=Webhook "
-                 "it asks the apiserver and answers 403. The relay is stopped at the kubelet; "
+                 "it asks the apiserver and answers 403. kubectl words the kubelet's 401 as 'You must be logged "
+                 "in to the server', though the learner's own login is fine. The relay is stopped at the kubelet; "
                  "--kubelet-certificate-authority (scenario kubelet-mitm) stops it one hop earlier.")

@@ -2,7 +2,7 @@
 
 The source page: "Pods, die eine Verbindung zum Apiserver herstellen möchten, können dies auf sichere
 Weise tun, indem sie ein Dienstkonto verwenden, sodass Kubernetes das öffentliche Stammzertifikat
-und ein gültiges Trägertoken automatisch in den Pod einfügt, wenn er instanziiert wird."
+und ein gültiges Trägertoken automatisch in den Pod einfügt, wenn er instanziert wird."
 
 A pod on node1 talks to the apiserver as a client in a pod does: the ``kubernetes`` service VIP
 10.96.0.1:443 (node1's ``minikubeproxy`` DNATs it to 10.221.1.10:443, across the router), with the

@@ -1,9 +1,10 @@
 """Scenario 9: the nodes' components reach the apiserver on its secure port and verify it.
 
-The source page: "Die Verbindungen von den Nodes / Pods zum Apiserver sind standardmäßig gesichert"
-and "Die Control-Plane-Komponenten sollten ebenfalls über den sicheren Port mit dem Apiserver
-kommunizieren." Every node -> apiserver:443 connection crosses the router, where the attacker
-intercepts it (lab/attacker/run.py, rule 3) from the moment the nodes start (they wait for it).
+The source page: "Die Master-Komponenten kommunizieren auch über den sicheren Port mit dem
+Cluster-Apiserver." and "Der Standardbetriebsmodus für Verbindungen vom Cluster (Knoten und Pods, die
+auf den Knoten ausgeführt werden) zum Master ist daher standardmäßig gesichert [...]". Every
+node -> apiserver:443 connection crosses the router, where the attacker intercepts it
+(lab/attacker/run.py, rule 3) from the moment the nodes start (they wait for it).
 
 1. The kubelets and kube-proxy verify the apiserver against ca.crt from their kubeconfigs: each
    refused mitmproxy's certificate; the attacker logged the refusal ("tls-refused", by address),

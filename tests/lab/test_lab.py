@@ -149,7 +149,8 @@ def test_kubelet_relay(lab: tuple[Harness, str]) -> None:
     if profile == "insecure":
         assert "STOLEN logs of default/relay-demo-" in attacker and "api-key=" in attacker, attacker
         return
-    assert "Unauthorized" in out.split("$ kubectl logs", 1)[1], out
+    assert "error: You must be logged in to the server" in out.split("$ kubectl logs", 1)[1], out
+    assert "the kubelet's answer: HTTP 401" in out, out
     assert "api-key=" not in attacker, attacker
     # scenario 1's third outcome in the same lab: in the middle, but the kubelet refuses the relay
     mitm = h.scenario("kubelet-mitm", profile)
