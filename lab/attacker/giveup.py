@@ -19,10 +19,12 @@ kubelet path a refusal is the lesson of scenario 1, and the attacker keeps tryin
 from __future__ import annotations
 
 import os
-
-from mitmproxy import tls
+from typing import TYPE_CHECKING
 
 from lab.attacker import loot
+
+if TYPE_CHECKING:  # only mitmproxy's venv has it; the hooks need just the attributes (tests/lab/test_decode.py)
+    from mitmproxy import tls
 
 LOOT = loot.DEFAULT
 GIVE_UP_ON = {f"{os.environ.get('LAB_APISERVER_IP', '10.221.1.10')}:{os.environ.get('LAB_APISERVER_PORT', '443')}"}

@@ -6,11 +6,12 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from lab import podnet, roles, topology
-from lab.attacker import decode, loot
+from lab.attacker import decode, giveup, loot, replay
 from lab.attacker.run import nat_rules, pod_and_apiserver_rules
 from lab.scenarios import apiserver_proxy, podreport, sa_token, secure_port
 from minilab.profiles import resolve
@@ -189,3 +190,51 @@ def test_attacker_rules_for_pods_and_the_apiserver() -> None:
                                     secure_port.PROBE + podreport.SERVER], ids=["payments", "sa-token", "probe"])
 def test_pod_programs_are_valid_python(source: str) -> None:
     compile(source, "pod", "exec")
+
+
+def _hello(client: str, server: tuple[str, int]) -> SimpleNamespace:
+    """What mitmproxy hands the TLS hooks, as far as lab/attacker/giveup.py reads it."""
+    return SimpleNamespace(context=SimpleNamespace(client=SimpleNamespace(peername=(client, 40000)),
+                                                   server=SimpleNamespace(address=server)),
+                           ignore_connection=False)
+
+
+def test_attacker_gives_up_per_client_on_the_apiserver_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(giveup, "LOOT", tmp_path / "loot.jsonl")
+    g = giveup.GiveUp()
+    kubelet, pod, apiserver = "10.221.2.11", "10.244.1.1", ("10.221.1.10", 443)
+    first = _hello(kubelet, apiserver)
+    g.tls_clienthello(first)
+    assert not first.ignore_connection  # tried once
+    g.tls_failed_client(first)
+    again, other = _hello(kubelet, apiserver), _hello(pod, apiserver)
+    g.tls_clienthello(again)
+    g.tls_clienthello(other)
+    assert again.ignore_connection and not other.ignore_connection  # only the client that refused
+    apiserver_to_kubelet = _hello("10.221.1.10", ("10.221.2.11", 10250))
+    g.tls_failed_client(apiserver_to_kubelet)
+    retry = _hello("10.221.1.10", ("10.221.2.11", 10250))
+    g.tls_clienthello(retry)
+    assert not retry.ignore_connection  # scenario 1 keeps being attacked
+    kinds = [(e["kind"], e["client"]) for e in loot.read(tmp_path / "loot.jsonl")]
+    assert kinds == [("gave-up", kubelet), ("passthrough", kubelet)]
+
+
+def test_replay_only_service_account_tokens_sent_to_the_apiserver(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[str] = []
+
+    class NoThread:  # no replay may leave this machine: record instead of starting
+        def __init__(self, target: object, args: tuple[str], daemon: bool, name: str) -> None:
+            self.token = args[0]
+
+        def start(self) -> None:
+            started.append(self.token)
+
+    monkeypatch.setattr(replay, "threading", SimpleNamespace(Thread=NoThread))
+    r = replay.Replay()
+    sa = _jwt({"sub": "system:serviceaccount:default:app"})
+    r.bearer_token(sa, "10.221.2.11:10250")  # not the apiserver
+    r.bearer_token("abcdef.0123456789abcdef", "10.221.1.10:443")  # not a service-account token
+    r.bearer_token(sa, "10.221.1.10:443")
+    r.bearer_token(sa, "10.221.1.10:443")  # once per token
+    assert started == [sa]
