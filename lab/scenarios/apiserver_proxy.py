@@ -6,7 +6,7 @@ and, for the ``https:`` prefix: "Das vom HTTPS-Endpunkt bereitgestellte Zertifik
 überprüft, und es werden keine Clientanmeldeinformationen bereitgestellt. Die Verbindung wird zwar
 verschlüsselt, garantiert jedoch keine Integrität."
 
-``kubectl get --raw /api/v1/namespaces/default/pods/NAME:8080/proxy/`` goes client -> apiserver
+``kubectl get --raw /api/v1/namespaces/default/pods/NAME:8080/proxy/invoices/4711`` goes client -> apiserver
 (verified TLS) -> pod IP 10.244.1.x (the apiserver's own connection, across the router where the
 attacker sits; lab/topology.py routes pod CIDRs). The pod serves a payment page; the attacker reads
 it and rewrites "to account alice" into "to account mallory" (lab/attacker/addon.py ``Tamper``).
@@ -38,6 +38,7 @@ SUMMARY = "apiserver proxy to pods/services over HTTP (and https:) read and alte
 PATHS = ("apiserver-kubelet-ca",)
 X509_UNKNOWN = "x509: certificate signed by unknown authority"
 ORIGINAL, FORGED = decode.TAMPER_FROM.decode(), decode.TAMPER_TO.decode()
+PAGE = "/invoices/4711"  # the path behind .../proxy: the attacker reads it too
 
 # The pod's program: one page on its pod IP, plain HTTP on 8080 and HTTPS (self-signed) on 8443.
 APP = """\
@@ -122,12 +123,13 @@ def _checks(ctx: Context, pod: str, ip: str, session: str, node: str) -> None:
     since = time.time()
     r.step("For comparison, the page as the pod sends it (the client's own connection: the attacker leaves it alone)")
     direct = ctx.run(["curl", "-sS", "--max-time", "10", "--retry", "20", "--retry-connrefused", "--retry-delay", "1",
-                      f"http://{ip}:8080/"], display=["curl", "-sS", f"http://{ip}:8080/"])
+                      f"http://{ip}:8080{PAGE}"], display=["curl", "-sS", f"http://{ip}:8080{PAGE}"])
     r.check(ORIGINAL in direct.stdout, f"the pod says '{ORIGINAL}'", f"curl got {direct.stdout!r}")
 
-    proxied = [("plain HTTP through the apiserver's pod proxy", f"/api/v1/namespaces/default/pods/{pod}:8080/proxy/"),
-               ("https: prefix: encrypted, never verified", f"/api/v1/namespaces/default/pods/https:{pod}:8443/proxy/"),
-               ("the service proxy (picks the pod's IP)", f"/api/v1/namespaces/default/services/{pod}:http/proxy/")]
+    base = "/api/v1/namespaces/default"
+    proxied = [("plain HTTP through the apiserver's pod proxy", f"{base}/pods/{pod}:8080/proxy{PAGE}"),
+               ("https: prefix: encrypted, never verified", f"{base}/pods/https:{pod}:8443/proxy{PAGE}"),
+               ("the service proxy (picks the pod's IP)", f"{base}/services/{pod}:http/proxy{PAGE}")]
     for what, path in proxied:
         r.step(f"{what}: kubectl get --raw")
         code, out = _raw(ctx, path, "payment service")
@@ -162,8 +164,8 @@ def _loot(ctx: Context, pod: str, ip: str, session: str, node: str, since: float
                 r.say(f"| {line}", "        ")
     to_pod = [e for e in events if e.get("kind") == "request" and str(e.get("server", "")).startswith(f"{ip}:")]
     r.check({"8080", "8443"} <= {str(e.get("server")).rpartition(":")[2] for e in to_pod}
-            and all(e.get("client") == apiserver for e in to_pod),
-            f"the attacker read the apiserver's requests to {ip}:8080 and :8443, path included",
+            and all(e.get("client") == apiserver and e.get("path") == PAGE for e in to_pod),
+            f"the attacker read the apiserver's requests to {ip}:8080 and :8443, path {PAGE} included",
             f"requests to the pod in the loot: {[(e.get('server'), e.get('path')) for e in to_pod]}")
     r.check(any(session in line for line in decode.lines_with(events, session)),
             "the attacker read the page, session id included", "no page with the session id in the loot")
