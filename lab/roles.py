@@ -180,7 +180,8 @@ def _supervise(argvs: list[list[str]]) -> int:
 
 def role_kubelet(top: Topology) -> None:
     name = os.environ.get("LAB_NODE_NAME", "")
-    podnet.apply(podnet.node_commands(top, name))
+    if any(n.name == name for n in top.nodes):  # a node outside LAB_NODES has no fixed pod CIDR to route
+        podnet.apply(podnet.node_commands(top, name))
     argvs = node_processes(top, name, levels_from_env())
     if len(argvs) == 1:
         _exec(argvs[0])
