@@ -11,8 +11,9 @@ switch is minilab's table (minilab/profiles.py): ``LAB_PROFILE=insecure|hardened
                           cert) into that node's volume; a node never sees the CA key.
 2. ``apiserver``          ``miniapi`` on 443, the source page's port, + the apiserver rows of the table.
 3. ``controller-manager`` ``mini-controller-manager`` (CSR signing, service accounts, node IPAM).
-4. ``kubelet``            ``minikubelet`` of node ``LAB_NODE_NAME`` + the kubelet rows of the table.
-5. ``router``             nothing but forwarding (ip_forward=1 comes from the compose file).
+4. ``kubelet``            the node: its pod network (lab/podnet.py), then ``minikubelet`` of node
+                          ``LAB_NODE_NAME`` (+ the kubelet rows of the table) and ``minikubeproxy``.
+5. ``router``             forwarding (ip_forward=1 comes from the compose file) + a route per pod CIDR.
 6. ``attacker``           in the router's namespace: honest (``LAB_ATTACK=off``) or intercepting
                           (``LAB_ATTACK=intercept``), see lab/attacker/run.py.
 7. ``idle``               the client container between ``docker compose exec`` sessions.
@@ -31,6 +32,7 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from lab import podnet
 from lab.topology import Topology, from_env
 from minilab.profiles import Component, Level, flags_for, render, resolve
 
@@ -38,6 +40,7 @@ KUBE = Path("/etc/kubernetes")  # the pki volume on the control plane; the node'
 NODE_VOLUMES = Path("/nodes")  # the pki job's view of the per-node volumes: /nodes/NAME
 READY = Path("/run/lab/ready")
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
+CLUSTER_CIDR = "10.244.0.0/16"  # lab/topology.py: each node's --pod-cidr is a /24 of it
 
 
 def levels_from_env(env: Mapping[str, str] | None = None) -> dict[str, Level]:
@@ -74,7 +77,7 @@ def controller_manager_argv() -> list[str]:
     p = KUBE / "pki"
     return ["mini-controller-manager", "--kubeconfig", f"{KUBE}/controller-manager.conf",
             "--cluster-signing-cert-file", f"{p}/ca.crt", "--cluster-signing-key-file", f"{p}/ca.key",
-            "--root-ca-file", f"{p}/ca.crt", "--allocate-node-cidrs=true", "--cluster-cidr", "10.244.0.0/16",
+            "--root-ca-file", f"{p}/ca.crt", "--allocate-node-cidrs=true", "--cluster-cidr", CLUSTER_CIDR,
             "--leader-elect=false"]
 
 
@@ -83,8 +86,16 @@ def kubelet_argv(top: Topology, name: str, levels: Mapping[str, Level]) -> list[
     p = KUBE / "pki"
     return ["minikubelet", "--kubeconfig", f"{KUBE}/kubelet.conf", "--hostname-override", node.name,
             "--node-ip", node.ip, "--address", "0.0.0.0", "--port", "10250", "--root-dir", "/var/lib/kubelet",
+            "--pod-cidr", top.pod_cidr(name),
             *flags_for(Component.KUBELET, levels, ca=f"{p}/ca.crt", cert=f"{p}/kubelet.crt",
                        key=f"{p}/kubelet.key", read_only_port="10255")]
+
+
+def kube_proxy_argv(name: str) -> list[str]:
+    """The node's kube-proxy: the ``kubernetes`` service VIP 10.96.0.1:443 -> 10.221.1.10:443 (iptables
+    DNAT), with kubeadm's kube-proxy identity (system:kube-proxy, copied here by the pki job)."""
+    return ["minikubeproxy", "--kubeconfig", f"{KUBE}/kube-proxy.conf", "--hostname-override", name,
+            "--proxy-mode", "iptables"]
 
 
 def _exec(argv: list[str]) -> None:
@@ -117,7 +128,9 @@ def role_pki(top: Topology) -> None:
             print(f"no volume mounted at {target}; node {node.name} gets no files", flush=True)
             continue
         shutil.copytree(KUBE / "nodes" / node.name, target, dirs_exist_ok=True)
-        print(f"copied nodes/{node.name}/ (kubelet.conf, pki/) into {node.name}'s volume", flush=True)
+        shutil.copy2(KUBE / "kube-proxy.conf", target / "kube-proxy.conf")
+        print(f"copied nodes/{node.name}/ (kubelet.conf, pki/) and kube-proxy.conf into {node.name}'s volume",
+              flush=True)
 
 
 def role_apiserver(top: Topology) -> None:
@@ -133,7 +146,7 @@ def role_controller_manager(top: Topology) -> None:
 def node_processes(top: Topology, name: str, levels: Mapping[str, Level]) -> list[list[str]]:
     """What one node container runs, each as its real command line: the kubelet first; the
     kube-proxy-like component, the SSH server (scenario 7) and the tunnel agent (scenario 8) join here."""
-    return [kubelet_argv(top, name, levels)]
+    return [kubelet_argv(top, name, levels), kube_proxy_argv(name)]
 
 
 def _supervise(argvs: list[list[str]]) -> int:
@@ -166,7 +179,10 @@ def _supervise(argvs: list[list[str]]) -> int:
 
 
 def role_kubelet(top: Topology) -> None:
-    argvs = node_processes(top, os.environ.get("LAB_NODE_NAME", ""), levels_from_env())
+    name = os.environ.get("LAB_NODE_NAME", "")
+    if any(n.name == name for n in top.nodes):  # a node outside LAB_NODES has no fixed pod CIDR to route
+        podnet.apply(podnet.node_commands(top, name))
+    argvs = node_processes(top, name, levels_from_env())
     if len(argvs) == 1:
         _exec(argvs[0])
     sys.exit(_supervise(argvs))
@@ -175,6 +191,7 @@ def role_kubelet(top: Topology) -> None:
 def role_router(top: Topology) -> None:
     print(f"router: forwarding between {top.control_cidr} (control plane) and {top.nodes_cidr} (nodes)",
           flush=True)
+    podnet.apply(podnet.router_commands(top))
     _wait_forever()
 
 

