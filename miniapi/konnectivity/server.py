@@ -36,6 +36,7 @@ from miniapi.konnectivity.auth import Authenticator
 from miniapi.konnectivity.codec import CloseReq, DialCls, DialReq, DialRsp, Hello, Packet, Welcome
 from miniapi.konnectivity.httpd import serve_health
 from miniapi.konnectivity.tunnel import Tunnel
+from miniapi.proxy.egress import uds_send_buffer
 
 log = logging.getLogger("miniapi.konnectivity.server")
 
@@ -230,6 +231,8 @@ class ProxyServer:
 
     # -- frontend -------------------------------------------------------------------------------------
     async def _frontend(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.options.uds_name:
+            uds_send_buffer(writer)
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HELLO_TIMEOUT)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, OSError):

@@ -183,7 +183,8 @@ class Tunnel(asyncio.BufferedProtocol):
         self.transport.writelines((data_header(connect_id, len(data)), data))
 
     # -- relays ---------------------------------------------------------------------------------------
-    def attach(self, connect_id: int, transport: asyncio.BaseTransport, unread: bytes = b"", keep: object = None) -> None:
+    def attach(self, connect_id: int, transport: asyncio.BaseTransport, unread: bytes = b"",
+               keep: object = None) -> None:
         """Relay an open local transport (the server's CONNECT stream) as ``connect_id``."""
         relay = Relay(self, connect_id, keep=keep)
         transport.set_protocol(relay)
