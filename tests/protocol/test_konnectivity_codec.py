@@ -8,11 +8,11 @@ from hypothesis import strategies as st
 
 from miniapi.konnectivity.codec import (
     MAX_FRAME,
+    MIN_READ,
+    BufferedDecoder,
     CloseReq,
     CloseRsp,
     CodecError,
-    MIN_READ,
-    BufferedDecoder,
     Data,
     Decoder,
     DialCls,
