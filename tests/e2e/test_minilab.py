@@ -4,8 +4,8 @@ process behind (issue 3, "Done when").
 
 Two labs, each in a temporary directory with a free apiserver port and its own loopback block
 (127.0.2.x insecure, 127.0.3.x hardened), so a lab the user runs on 127.0.0.x is not disturbed; and
-one single-node lab per tunnel mode (``--tunnel ssh`` on 127.0.8.x, ``--tunnel konnectivity`` on
-127.0.9.x), where every kubectl path must go through the tunnel.
+one single-node lab per tunnel mode (``--tunnel ssh`` on 127.0.12.x, ``--tunnel konnectivity`` on
+127.0.13.x), where every kubectl path must go through the tunnel.
 Kubelet ports are read back from lab.json: 10250/10255 unless taken, then free ones.
 """
 
@@ -110,7 +110,7 @@ def hardened(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         stop_lab(lab)
 
 
-TUNNEL_IPS = {"ssh": "127.0.8.2", "konnectivity": "127.0.9.2"}
+TUNNEL_IPS = {"ssh": "127.0.12.2", "konnectivity": "127.0.13.2"}
 HOST_KEY_ROW = "ssh-host-key" in BY_NAME  # the profile row that turns on --ssh-known-hosts
 
 
