@@ -205,6 +205,10 @@ class ProxyServer:
     def _from_agent(self, agent: Agent, packet: Packet) -> None:
         if isinstance(packet, DialRsp):
             dial = agent.pending.pop(packet.random, None)
+            if dial is not None and not dial.future.done() and (dial.writer.transport.is_closing()
+                                                                 or dial.reader.at_eof()):
+                dial.future.set_exception(ConnectionError("the client hung up while the agent dialled"))
+                dial = None
             if dial is not None and not dial.future.done():
                 if not packet.error:
                     dial.writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
