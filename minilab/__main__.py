@@ -22,7 +22,7 @@ from pathlib import Path
 from minilab.lab import UpOptions, down, processes, restart_apiserver, restart_node, up
 from minilab.profiles import BY_NAME, Level, ProfileError, render, resolve
 from minilab.state import LabDir, LabState, Settings
-from minilab.tunnelmode import MODES, status_lines
+from minilab.tunnelmode import MODES, status_lines, tunnels_up
 from minilab.waits import LabError, node_table
 
 DEFAULT_DIR = "_run/lab"
@@ -154,7 +154,10 @@ def cmd_status(lab: LabDir, args: argparse.Namespace) -> int:
         spec = state.node(name)
         where = f"{spec.ip}:{spec.port}" if spec else "-"
         print(f"{name:12} {ready:8} {where:24} {cidr}")
-    return 0 if all(r.alive for r in rows) else 1
+    late = tunnels_up(state)
+    if late:
+        print(f"\ntunnels not up: {', '.join(late)}")
+    return 0 if all(r.alive for r in rows) and not late else 1
 
 
 def cmd_env(lab: LabDir) -> int:

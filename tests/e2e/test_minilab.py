@@ -31,7 +31,7 @@ import pytest
 from cryptography import x509
 
 from minikubelet.podstate import proc_start_ticks
-from minilab.procs import alive, lingering
+from minilab.procs import alive, lingering, with_descendants
 from minilab.profiles import BY_NAME
 from minilab.sshd import sshd_binary
 from minilab.state import LabDir, LabState, NodeSpec
@@ -460,6 +460,19 @@ def test_status_shows_the_tunnels_and_down_stops_them(tunneled: Lab) -> None:
     else:
         assert "proxy server /readyz 200 ok; 1 of 1 agent(s) connected (mutual TLS)" in status, status
         assert "--egress-selector-config-file" in api_argv
+    # the node's end of the tunnel dies (sshd with its connection child, or the agent): status says so, and
+    # `up` starts it again
+    victim = lab.state.procs["sshd/node1" if mode == "ssh" else "konnectivity-agent/node1"]
+    for p in with_descendants([victim]):
+        os.kill(p.pid, signal.SIGKILL)
+    down = eventually(lambda: (lambda r: r if r.returncode == 1 else None)(lab.cli("status", check=False)),
+                      "status to report the tunnel down")
+    assert "tunnels not up: " in down.stdout and (" DOWN " in down.stdout if mode == "ssh" else
+                                                   "0 of 1 agent(s) connected" in down.stdout), down.stdout
+    again = lab.cli("up", "-q").stdout
+    assert "apiserver already running" in again and f"{'sshd' if mode == 'ssh' else 'konnectivity-agent'}/node1 " \
+        "already running" not in again
+    lab.cli("status")  # exit 0: every process alive, every tunnel up
     procs = list(lab.state.procs.values())
     assert f"stopped {len(procs)} process(es)" in lab.cli("down").stdout
     assert lingering(str(lab.dir.root)) == []
