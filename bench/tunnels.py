@@ -19,7 +19,8 @@ keystroke costs on the wire). The modes take turns: each of ``--runs`` rounds me
 a ratio is the median of the rounds' ratios, so a load change on a shared machine hits both sides of it.
 Printed: the medians, the ratios ssh/openssh and agent/direct with their targets (>= 0.5 each), and
 for direct and agent the CPU time per MB of every process on the path (this one, the sink, and the
-konnectivity server and agent): a figure that, unlike MB/s, does not depend on how busy the machine is.
+konnectivity server and agent): a figure that, unlike MB/s, does not depend on how busy the machine is,
+and from it the most the agent path could move if it had every core to itself.
 """
 
 from __future__ import annotations
@@ -256,6 +257,11 @@ async def measure(s: Setup, args: argparse.Namespace) -> None:
             print(f"{a}/{b} {kind:<5} throughput {ratio:.2f}  (median of the rounds' ratios; target >= 0.50: "
                   f"{'ok' if ratio >= 0.5 else 'MISS'})")
         print(f"{a}/{b} round trip  {med[a]['rtt'] / med[b]['rtt']:.2f}x")
+    cores = len(os.sched_getaffinity(0))
+    for kind in ("plain", "tls"):
+        agent, direct = med["agent"][f"cpu {kind}"], med["direct"][f"cpu {kind}"]
+        print(f"agent/direct {kind:<5} CPU per MB {agent / direct:.1f}x: with all {cores} cores on it the agent path "
+              f"could move at most {cores * 1000 / agent:.0f} MB/s (its processes' CPU time, not this run's load)")
 
 
 class _Forward:
