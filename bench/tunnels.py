@@ -15,8 +15,12 @@ plays the apiserver and reaches the sink through each Dialer:
 
 Measured per mode: upload throughput (port-forward-like: N MiB pushed, the sink acknowledges the
 count) over the plain and the TLS port, and the median round trip of a 1-byte echo (what an exec
-keystroke costs on the wire). Printed: medians of ``--runs`` and the ratios ssh/openssh and
-agent/direct with their targets (>= 0.5 each).
+keystroke costs on the wire). The modes take turns: each of ``--runs`` rounds measures every mode, and
+a ratio is the median of the rounds' ratios, so a load change on a shared machine hits both sides of it.
+Printed: the medians, the ratios ssh/openssh and agent/direct with their targets (>= 0.5 each), and
+for direct and agent the CPU time per MB of every process on the path (this one, the sink, and the
+konnectivity server and agent): a figure that, unlike MB/s, does not depend on how busy the machine is,
+and from it the most the agent path could move if it had every core to itself.
 """
 
 from __future__ import annotations
@@ -211,29 +215,53 @@ async def bench(args: argparse.Namespace) -> None:
             await setup.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def measure(s: Setup, args: argparse.Namespace) -> None:
     direct = DirectDialer()
     forward = _Forward(s.fwd_port, s.fwd_tls_port, s.port, s.tls_port)
     modes: dict[str, Dialer] = {"direct": direct, "ssh": s.ssh, "openssh": forward, "agent": s.agent}
+    # the processes each mode's bytes go through, besides this one (the sshd's session process is not
+    # ours to find, so the SSH modes have no CPU figure)
+    cpu_pids = {"direct": [s.procs[0].pid], "agent": [s.procs[0].pid, s.procs[2].pid, s.procs[3].pid]}
     size = args.mib * 1024 * 1024
-    results: dict[str, dict[str, float]] = {}
-    for name, dialer in modes.items():
-        runs: dict[str, list[float]] = {"plain": [], "tls": [], "rtt": []}
-        for _ in range(args.runs):
-            runs["plain"].append(await upload(dialer, s.port, False, size))
-            runs["tls"].append(await upload(dialer, s.tls_port, True, size))
-            runs["rtt"].append(await round_trip(dialer, s.port, args.pings))
-        results[name] = {k: statistics.median(v) for k, v in runs.items()}
-    print(f"tunnels bench: {args.mib} MiB uploads, {args.pings} 1-byte echoes, median of {args.runs}; "
-          f"cipher {CIPHER}; node {NODE}")
-    print(f"{'mode':<9}{'plain MB/s':>12}{'TLS MB/s':>11}{'RTT us':>9}")
-    for name, r in results.items():
-        print(f"{name:<9}{r['plain']:>12.0f}{r['tls']:>11.0f}{r['rtt']:>9.0f}")
+    runs = {name: {"plain": [], "tls": [], "rtt": [], "cpu plain": [], "cpu tls": []} for name in modes}
+    # Rounds: every mode once per round, so that a ratio compares figures taken seconds apart (other
+    # processes on a shared machine change the load from minute to minute; a mode-after-mode order
+    # would turn that into a bias for whichever mode ran in the quiet minute).
+    for _ in range(args.runs):
+        for name, dialer in modes.items():
+            r = runs[name]
+            for kind in ("plain", "tls"):
+                pids = cpu_pids.get(name, [])
+                before = time.process_time() + sum(cpu_seconds(p) for p in pids)
+                r[kind].append(await upload(dialer, s.tls_port if kind == "tls" else s.port, kind == "tls", size))
+                if pids:
+                    used = time.process_time() + sum(cpu_seconds(p) for p in pids) - before
+                    r[f"cpu {kind}"].append(used / (size / 1e6) * 1e3)
+            r["rtt"].append(await round_trip(dialer, s.port, args.pings))
+    med = {name: {k: statistics.median(v) if v else float("nan") for k, v in r.items()} for name, r in runs.items()}
+    print(f"tunnels bench: {args.mib} MiB uploads, {args.pings} 1-byte echoes, median of {args.runs} rounds "
+          f"(each round runs every mode); cipher {CIPHER}; node {NODE}")
+    print(f"{'mode':<9}{'plain MB/s':>12}{'TLS MB/s':>11}{'RTT us':>9}   CPU ms/MB plain, TLS (all processes)")
+    for name, r in med.items():
+        cpu = f"{r['cpu plain']:.2f}, {r['cpu tls']:.2f}" if runs[name]["cpu plain"] else "-"
+        print(f"{name:<9}{r['plain']:>12.0f}{r['tls']:>11.0f}{r['rtt']:>9.0f}   {cpu}")
     for a, b in (("ssh", "openssh"), ("agent", "direct")):
         for kind in ("plain", "tls"):
-            ratio = results[a][kind] / results[b][kind]
-            print(f"{a}/{b} {kind:<5} throughput {ratio:.2f}  (target >= 0.50: {'ok' if ratio >= 0.5 else 'MISS'})")
-        print(f"{a}/{b} round trip  {results[a]['rtt'] / results[b]['rtt']:.2f}x")
+            ratio = statistics.median(x / y for x, y in zip(runs[a][kind], runs[b][kind], strict=True))
+            print(f"{a}/{b} {kind:<5} throughput {ratio:.2f}  (median of the rounds' ratios; target >= 0.50: "
+                  f"{'ok' if ratio >= 0.5 else 'MISS'})")
+        print(f"{a}/{b} round trip  {med[a]['rtt'] / med[b]['rtt']:.2f}x")
+    cores = len(os.sched_getaffinity(0))
+    for kind in ("plain", "tls"):
+        agent, direct = med["agent"][f"cpu {kind}"], med["direct"][f"cpu {kind}"]
+        print(f"agent/direct {kind:<5} CPU per MB {agent / direct:.1f}x: with all {cores} cores on it the agent path "
+              f"could move at most {cores * 1000 / agent:.0f} MB/s (its processes' CPU time, not this run's load)")
 
 
 class _Forward:

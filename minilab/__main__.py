@@ -1,7 +1,7 @@
 """``minilab`` / ``python -m minilab``: a whole cluster of local processes with one command.
 
     minilab up [--nodes 2] [--profile insecure|hardened] [--set PATH=LEVEL] [--dir _run/lab] [--port 6443]
-               [--join-with-bootstrap-token NAME]...
+               [--tunnel direct|ssh|konnectivity] [--join-with-bootstrap-token NAME]...
     minilab status | down | env | profiles
     minilab restart-node NAME | restart-apiserver
 
@@ -22,6 +22,7 @@ from pathlib import Path
 from minilab.lab import UpOptions, down, processes, restart_apiserver, restart_node, up
 from minilab.profiles import BY_NAME, Level, ProfileError, render, resolve
 from minilab.state import LabDir, LabState, Settings
+from minilab.tunnelmode import MODES, status_lines, tunnels_up
 from minilab.waits import LabError, node_table
 
 DEFAULT_DIR = "_run/lab"
@@ -39,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="insecure: the real Kubernetes defaults (default); hardened: every path secured")
     u.add_argument("--set", action="append", dest="overrides", metavar="PATH=LEVEL",
                    help=f"override one path of the profile; paths: {', '.join(BY_NAME)}")
+    u.add_argument("--tunnel", choices=MODES, default=None,
+                   help="how the apiserver reaches kubelets, pods and services: direct (the real default: it "
+                        "dials them itself); ssh (the deprecated SSH tunnels: a real OpenSSH sshd per node, "
+                        "apiserver --ssh-user/--ssh-keyfile; INSECURE by default: node host keys are not "
+                        "verified unless --set ssh-host-key=hardened); konnectivity (a proxy server and one "
+                        "agent per node over mutual TLS, apiserver --egress-selector-config-file)")
     u.add_argument("--port", type=int, default=None, help="the apiserver's --secure-port (default 6443)")
     u.add_argument("--address", default=None, help="the apiserver's --bind-address (default 127.0.0.1)")
     u.add_argument("--service-cidr", default=None,
@@ -71,7 +78,7 @@ def _settings(args: argparse.Namespace, old: LabState | None) -> tuple[Settings,
                  profile=args.profile or base.profile,
                  overrides=tuple(args.overrides) if args.overrides is not None else base.overrides,
                  cluster_cidr=base.cluster_cidr, service_cidr=args.service_cidr or base.service_cidr,
-                 key_type=base.key_type)
+                 key_type=base.key_type, tunnel=args.tunnel or base.tunnel, ssh_port=base.ssh_port)
     premade = [n for n in old.nodes if not n.joined] if old else []
     nodes = args.nodes if args.nodes is not None else (len(premade) or 2)
     first = args.first_node_ip or (min((n.ip for n in old.nodes), key=_ip_key) if old and old.nodes else "127.0.0.2")
@@ -91,8 +98,8 @@ def cmd_up(lab: LabDir, args: argparse.Namespace) -> int:
                               kubelet_port=args.kubelet_port, read_only_port=args.read_only_port,
                               timeout=args.timeout))
     print(f"minilab: {len(state.nodes)} node(s) Ready in {time.monotonic() - t0:.1f}s "
-          f"(profile {settings.profile}{' --set ' + ','.join(settings.overrides) if settings.overrides else ''}); "
-          f"apiserver {settings.url}, lab in {lab.root}")
+          f"(profile {settings.profile}{' --set ' + ','.join(settings.overrides) if settings.overrides else ''}; "
+          f"tunnel {settings.tunnel}); apiserver {settings.url}, lab in {lab.root}")
     if not args.quiet:
         print(next_steps(lab, state))
     return 0
@@ -123,10 +130,14 @@ def cmd_status(lab: LabDir, args: argparse.Namespace) -> int:
         print(f"no lab running in {lab.root}")
         return 0
     print(f"lab {lab.root}  profile {state.settings.profile}"
-          + (f" --set {','.join(state.settings.overrides)}" if state.settings.overrides else ""))
-    print(f"{'PROCESS':22} {'PID':>7}  {'ALIVE':5}  ADDRESS")
+          + (f" --set {','.join(state.settings.overrides)}" if state.settings.overrides else "")
+          + f"  tunnel {state.settings.tunnel}")
+    levels = resolve(state.settings.profile, state.settings.overrides)
+    for line in status_lines(state, levels):
+        print(line)
+    print(f"{'PROCESS':26} {'PID':>7}  {'ALIVE':5}  ADDRESS")
     for r in rows:
-        print(f"{r.key:22} {r.info.pid:>7}  {'yes' if r.alive else 'NO':5}  {r.info.address}")
+        print(f"{r.key:26} {r.info.pid:>7}  {'yes' if r.alive else 'NO':5}  {r.info.address}")
         if args.v:
             print("    " + shlex.join(r.info.argv))
     api = next((r for r in rows if r.key == "apiserver"), None)
@@ -143,7 +154,10 @@ def cmd_status(lab: LabDir, args: argparse.Namespace) -> int:
         spec = state.node(name)
         where = f"{spec.ip}:{spec.port}" if spec else "-"
         print(f"{name:12} {ready:8} {where:24} {cidr}")
-    return 0 if all(r.alive for r in rows) else 1
+    late = tunnels_up(state)
+    if late:
+        print(f"\ntunnels not up: {', '.join(late)}")
+    return 0 if all(r.alive for r in rows) and not late else 1
 
 
 def cmd_env(lab: LabDir) -> int:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from minilab.profiles import Component, Level, flags_for
 from minilab.state import LabDir, NodeSpec, Settings
@@ -30,7 +30,8 @@ from minilab.state import LabDir, NodeSpec, Settings
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 
-def apiserver(lab: LabDir, s: Settings, levels: Mapping[str, Level]) -> list[str]:
+def apiserver(lab: LabDir, s: Settings, levels: Mapping[str, Level], tunnel: Sequence[str] = ()) -> list[str]:
+    """``tunnel``: the flags of ``--tunnel ssh|konnectivity`` (tunnelmode.py)."""
     p = lab.pki
     return [sys.executable, "-m", "miniapi", "--secure-port", str(s.port), "--bind-address", s.address,
             "--tls-cert-file", str(p("apiserver.crt")), "--tls-private-key-file", str(p("apiserver.key")),
@@ -42,7 +43,7 @@ def apiserver(lab: LabDir, s: Settings, levels: Mapping[str, Level]) -> list[str
             "--kubelet-client-certificate", str(p("apiserver-kubelet-client.crt")),
             "--kubelet-client-key", str(p("apiserver-kubelet-client.key")),
             "--data-dir", str(lab.data), "--audit-log-path", str(lab.audit_log),
-            *flags_for(Component.APISERVER, levels, ca=str(lab.ca_crt))]
+            *flags_for(Component.APISERVER, levels, ca=str(lab.ca_crt)), *tunnel]
 
 
 def controller_manager(lab: LabDir, s: Settings) -> list[str]:

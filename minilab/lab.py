@@ -9,7 +9,9 @@
 3. Wait for ``/readyz`` (as the admin). Then, for each node joined by bootstrap token, create the
    Secret ``kube-system/bootstrap-token-<id>`` as the admin (what ``kubeadm token create`` does) and start
    its kubelet with only ``bootstrap-kubelet.conf``; the controller-manager approves and signs its CSR.
-4. Watch the Nodes until every one is Ready with a podCIDR.
+4. Watch the Nodes until every one is Ready with a podCIDR; with ``--tunnel ssh|konnectivity``
+   (tunnelmode.py: the nodes' sshd, or the proxy server and agents, start before the apiserver),
+   wait until every node's tunnel is up.
 
 Every started process is recorded in ``lab.json`` at once, so ``down`` can clean up after a failed
 ``up``. ``up`` on a running lab starts only what is not running (and says so).
@@ -24,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from minilab import commands, procs
+from minilab import commands, procs, tunnelmode
 from minilab.profiles import Level, resolve
 from minilab.state import LabDir, LabState, NodeSpec, ProcInfo, Settings
 from minilab.waits import (
@@ -73,7 +75,8 @@ def up(lab: LabDir, opts: UpOptions, out: Out = print) -> LabState:
                  service_cidr=state.settings.service_cidr)
     except PkiError as e:
         raise LabError(f"PKI in {lab.root}: {e}") from None
-    _ensure(lab, state, APISERVER, commands.apiserver(lab, state.settings, levels), state.settings.url, out)
+    tunnel = _start_tunnels(lab, state, levels, out)
+    _ensure(lab, state, APISERVER, commands.apiserver(lab, state.settings, levels, tunnel), state.settings.url, out)
     _ensure(lab, state, KCM, commands.controller_manager(lab, state.settings), "", out)
     if state.nodes:
         _ensure(lab, state, KUBE_PROXY, commands.kube_proxy(lab, state.settings, state.nodes[0].name), "", out)
@@ -81,6 +84,30 @@ def up(lab: LabDir, opts: UpOptions, out: Out = print) -> LabState:
         _ensure_kubelet(lab, state, node, levels, out)
     asyncio.run(_converge(lab, state, levels, opts.timeout, out))
     return state
+
+
+def _start_tunnels(lab: LabDir, state: LabState, levels: dict[str, Level], out: Out) -> list[str]:
+    """``--tunnel ssh``: the nodes' sshd; ``konnectivity``: the proxy server and agents. Returns the
+    apiserver's flags for the mode."""
+    mode = state.settings.tunnel
+    if mode == "ssh":
+        port = state.settings.ssh_port
+        flags = tunnelmode.prepare_ssh(lab, state, levels)
+        for node in state.nodes:
+            _ensure(lab, state, tunnelmode.sshd_key(node.name), tunnelmode.sshd_argv(lab, node, port),
+                    f"ssh://{node.ip}:{port}", out)
+        for node in state.nodes:
+            tunnelmode.wait_sshd(node, port)
+        return flags
+    if mode == "konnectivity":
+        pki, flags = tunnelmode.prepare_konnectivity(lab, state)
+        _ensure(lab, state, tunnelmode.SERVER, tunnelmode.konnectivity_server_argv(pki, state),
+                f"unix:{pki.socket} agents:127.0.0.1:{tunnelmode.konnectivity_ports(state)[0]}", out)
+        for node in state.nodes:
+            _ensure(lab, state, tunnelmode.agent_key(node.name), tunnelmode.konnectivity_agent_argv(pki, state, node),
+                    "", out)
+        return flags
+    return []
 
 
 def _merge(lab: LabDir, opts: UpOptions, out: Out) -> LabState:
@@ -103,12 +130,15 @@ def _merge(lab: LabDir, opts: UpOptions, out: Out) -> LabState:
     names = {name for name, _ in wanted}
     if not running:  # a fresh start runs exactly the nodes asked for
         state.nodes = [n for n in state.nodes if n.name in names]
+    if state.settings.tunnel == "ssh":  # one port for every node's sshd (the apiserver's --ssh-port)
+        port = old.settings.ssh_port if old is not None and running and old.settings.ssh_port else 0
+        state.settings = replace(state.settings, ssh_port=port or tunnelmode.pick_port(state))
     return state
 
 
 def _describe(s: Settings) -> str:
     sets = f" --set {','.join(s.overrides)}" if s.overrides else ""
-    return f"--profile {s.profile}{sets} --port {s.port}"
+    return f"--profile {s.profile}{sets} --port {s.port} --tunnel {s.tunnel}"
 
 
 def _next_ip(first: str, taken: list[str]) -> str:
@@ -164,8 +194,11 @@ async def _converge(lab: LabDir, state: LabState, levels: dict[str, Level], time
                 for node in joined:
                     _ensure_kubelet(lab, state, node, levels, out)
             await wait_nodes_ready(kc, lab, state, [n.name for n in state.nodes])
+            await tunnelmode.wait_tunnels(state)
         except TimeoutError:
-            raise LabError(f"the lab did not come up within {timeout:.0f}s; see the logs in {lab.logs}; "
+            late = tunnelmode.tunnels_up(state)
+            raise LabError(f"the lab did not come up within {timeout:.0f}s"
+                           f"{'; tunnels not up: ' + ', '.join(late) if late else ''}; see the logs in {lab.logs}; "
                            f"`minilab --dir {lab.root} down` stops what did start") from None
 
 
@@ -179,8 +212,11 @@ def down(lab: LabDir, out: Out = print) -> None:
     running = {k: p for k, p in (state.procs if state else {}).items() if procs.alive(p)}
     kubelets = [p for k, p in running.items() if k.startswith("kubelet/")]
     others = [running[k] for k in (KCM, KUBE_PROXY) if k in running]
-    for batch in (kubelets + others,
-                  [running[APISERVER]] if APISERVER in running else []):
+    agents = [p for k, p in running.items() if k.startswith("konnectivity-agent/")]
+    tunnels = [p for k, p in running.items() if tunnelmode.is_tunnel_proc(k) and p not in agents]
+    for batch in (kubelets + others + agents,
+                  [running[APISERVER]] if APISERVER in running else [],
+                  procs.with_descendants(tunnels)):  # sshd: its connections' children too
         for p in procs.stop(batch):
             out(f"pid {p.pid} did not stop on SIGTERM; killed")
     pods = 0

@@ -56,6 +56,22 @@ def stop(infos: Iterable[ProcInfo], grace: float = 5.0) -> list[ProcInfo]:
     return running
 
 
+def with_descendants(infos: Iterable[ProcInfo]) -> list[ProcInfo]:
+    """``infos`` and every live process below them (an sshd's per-connection children call setsid, so
+    they are in no process group of ours), children first."""
+    from minilab.sshd import descendant_pids
+
+    out: list[ProcInfo] = []
+    for info in infos:
+        if alive(info):
+            for pid in descendant_pids(info.pid):
+                ticks = proc_start_ticks(pid)
+                if ticks is not None:
+                    out.append(ProcInfo(pid, ticks, "", "", ()))
+        out.append(info)
+    return out
+
+
 def kill9(info: ProcInfo) -> None:
     if alive(info):
         _signal(info, signal.SIGKILL)

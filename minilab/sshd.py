@@ -159,7 +159,7 @@ class NodeSSHD:
         its own session); a node reboot ends them. ``connections=True`` is the reboot."""
         if self.proc is None:
             return
-        children = _descendants(self.proc.pid) if connections else []
+        children = descendant_pids(self.proc.pid) if connections else []
         for pid in [self.proc.pid, *children]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL if pid in children else signal.SIGTERM)
@@ -178,7 +178,7 @@ class NodeSSHD:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
 
 
-def _descendants(pid: int) -> list[int]:
+def descendant_pids(pid: int) -> list[int]:
     """Every process below ``pid`` (sshd's per-connection children call setsid, so no process group)."""
     parents: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):

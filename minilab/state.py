@@ -10,13 +10,16 @@ Layout under the lab directory (default ``_run/lab``); the PKI part is minipki's
     data/                                        the apiserver's SQLite store (--data-dir)
     audit.log                                    --audit-log-path
     logs/apiserver.log, controller-manager.log,  stdout+stderr of each process
-        kubelet-NAME.log
+        kubelet-NAME.log, sshd-NAME.log, ...
+    ssh/                                         --tunnel ssh: the apiserver's key pair, known_hosts,
+                                                 ssh/NAME/ each node's sshd (host key, sshd_config)
+    konnectivity/, egress-selector-configuration.yaml   --tunnel konnectivity (minilab/tunnels.py)
     kubelet/NAME/                                the kubelet's --root-dir (pods, CRI logs; pki/ and
                                                  kubelet.conf of a node joined by bootstrap token)
 
 ``lab.json`` (written atomically)::
 
-    {"settings": {"port": 6443, "profile": "insecure", "overrides": [], ...},
+    {"settings": {"port": 6443, "profile": "insecure", "overrides": [], "tunnel": "direct", ...},
      "nodes": [{"name": "node1", "ip": "127.0.0.2", "port": 10250, "readOnlyPort": 10255, "joined": false}],
      "procs": {"apiserver": {"pid": 4242, "ticks": 1234567, "address": "https://127.0.0.1:6443",
                              "log": ".../logs/apiserver.log", "argv": [...]}, ...}}
@@ -45,6 +48,8 @@ class Settings:
     cluster_cidr: str = "127.244.0.0/16"
     service_cidr: str = "127.96.0.0/16"  # loopback, so that a VIP can be reached (and listened on) on this host
     key_type: str = "ec"
+    tunnel: str = "direct"  # how the apiserver reaches the nodes: direct, ssh or konnectivity (tunnelmode.py)
+    ssh_port: int = field(default=0, compare=False)  # the nodes' sshd port in ssh mode (22 where it is free)
 
     @property
     def url(self) -> str:

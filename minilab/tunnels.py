@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pki.certs import issue_cert, make_ca, make_key
-from pki.files import write_cert, write_key
+from pki.files import read_cert, read_key, write_cert, write_key
 
 
 @dataclass(frozen=True)
@@ -37,19 +37,30 @@ class KonnectivityPki:
         return self.path("konnectivity-server.socket")
 
 
-def konnectivity_pki(root: Path, nodes: list[str]) -> KonnectivityPki:
+def konnectivity_pki(root: Path, nodes: list[str], server_ips: tuple[str, ...] = ("127.0.0.1",),
+                     server_names: tuple[str, ...] = ("localhost",)) -> KonnectivityPki:
+    """Make what is missing: a lab that gains a node keeps its CA (the running server trusts it).
+    ``server_ips``/``server_names``: the SANs of the server's certificates (the address agents dial)."""
     d = root / "konnectivity"
     d.mkdir(parents=True, exist_ok=True)
-    ca, ca_key = make_ca("konnectivity-ca", key_type="ec")
-    write_cert(d / "ca.crt", ca)
-    write_key(d / "ca.key", ca_key)
+    if (d / "ca.crt").exists() and (d / "ca.key").exists():
+        ca, ca_key = read_cert(d / "ca.crt"), read_key(d / "ca.key")
+    else:
+        ca, ca_key = make_ca("konnectivity-ca", key_type="ec")
+        write_cert(d / "ca.crt", ca)
+        write_key(d / "ca.key", ca_key)
+        for old in d.glob("*.crt"):
+            if old.name != "ca.crt":  # signed by a CA that is gone
+                old.unlink()
     leaves = [("server", "konnectivity-server", True), ("frontend", "konnectivity-server", True),
               ("apiserver-client", "system:kube-apiserver", False),
               *((f"agent-{n}", f"system:konnectivity-agent:{n}", False) for n in nodes)]
     for name, cn, server in leaves:
+        if (d / f"{name}.crt").exists() and (d / f"{name}.key").exists():
+            continue
         key = make_key("ec")
-        cert = issue_cert(ca, ca_key, key.public_key(), cn, [], ip_addresses=["127.0.0.1"] if server else [],
-                          dns_names=["localhost"] if server else [], server=server)
+        cert = issue_cert(ca, ca_key, key.public_key(), cn, [], ip_addresses=list(server_ips) if server else [],
+                          dns_names=list(server_names) if server else [], server=server)
         write_cert(d / f"{name}.crt", cert)
         write_key(d / f"{name}.key", key)
     return KonnectivityPki(d)

@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from miniapi.konnectivity.codec import DialCls, DialReq, DialRsp, Hello, Packet, Welcome
-from miniapi.konnectivity.tunnel import Tunnel
+from miniapi.konnectivity.tunnel import Relay, Tunnel
 from miniapi.proxy.address import join_host_port
 from miniapi.proxy.dialer import errno_text
 
@@ -92,11 +92,11 @@ class ProxyAgent:
 
     async def _session(self) -> None:
         o = self.options
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(
-            o.proxy_server_host, o.proxy_server_port, ssl=self._ssl, limit=1 << 20), 10)
-        tunnel = Tunnel(reader, writer, f"server@{join_host_port(o.proxy_server_host, o.proxy_server_port)}")
+        tunnel = Tunnel(f"server@{join_host_port(o.proxy_server_host, o.proxy_server_port)}")
+        await asyncio.wait_for(asyncio.get_running_loop().create_connection(
+            lambda: tunnel, o.proxy_server_host, o.proxy_server_port, ssl=self._ssl), 10)
         try:
-            await tunnel.send(self._hello())
+            tunnel.send(self._hello())
             welcome = await tunnel.first(10)
             if not isinstance(welcome, Welcome):
                 raise ConnectionError(f"expected WELCOME, got {type(welcome).__name__}")
@@ -112,7 +112,7 @@ class ProxyAgent:
         await tunnel.run(lambda p: self._handle(tunnel, p), o.keepalive_time)
         log.warning("tunnel to proxy server closed")
 
-    async def _handle(self, tunnel: Tunnel, packet: Packet) -> None:
+    def _handle(self, tunnel: Tunnel, packet: Packet) -> None:
         if isinstance(packet, DialReq):
             task = asyncio.create_task(self._dial(tunnel, packet))
             self._dials[packet.random] = task
@@ -135,18 +135,23 @@ class ProxyAgent:
     async def _dial_and_answer(self, tunnel: Tunnel, req: DialReq) -> None:
         host, _, port = req.address.rpartition(":")
         host = host.strip("[]")
+        connect_id = next(self._ids)
+        relay = Relay(tunnel, connect_id, paused=True)  # nothing is relayed before the DIAL_RSP
         try:
             async with asyncio.timeout(DIAL_TIMEOUT):
-                reader, writer = await asyncio.open_connection(host, int(port), limit=1 << 20)
+                await asyncio.get_running_loop().create_connection(lambda: relay, host, int(port))
         except TimeoutError:
-            await tunnel.send(DialRsp(req.random, 0, f"dial tcp {req.address}: i/o timeout"))
+            tunnel.send(DialRsp(req.random, 0, f"dial tcp {req.address}: i/o timeout"))
             return
         except (OSError, ValueError) as exc:
             text = errno_text(exc) if isinstance(exc, OSError) else str(exc)
             log.info("dial failed address=%s: %s", req.address, text)
-            await tunnel.send(DialRsp(req.random, 0, f"dial tcp {req.address}: connect: {text}"))
+            tunnel.send(DialRsp(req.random, 0, f"dial tcp {req.address}: connect: {text}"))
             return
-        connect_id = next(self._ids)
-        tunnel.attach(connect_id, reader, writer)
         log.info("dialled address=%s connect_id=%d", req.address, connect_id)
-        await tunnel.send(DialRsp(req.random, connect_id))
+        try:
+            tunnel.send(DialRsp(req.random, connect_id))
+        except ConnectionError:
+            relay.close()
+            raise
+        relay.start()

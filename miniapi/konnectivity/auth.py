@@ -40,10 +40,10 @@ class Authenticator:
         if self._client is not None:
             await self._client.close()
 
-    async def authenticate(self, hello: Hello, writer: asyncio.StreamWriter) -> str:
+    async def authenticate(self, hello: Hello, transport: asyncio.BaseTransport | None) -> str:
         """The agent's identity, or PermissionError with the reason."""
         if not self.token_mode:
-            cert: Any = writer.get_extra_info("peercert")
+            cert: Any = transport.get_extra_info("peercert") if transport is not None else None
             if not cert:
                 raise PermissionError("client certificate required")
             subject = dict(x[0] for x in cert.get("subject", ()))

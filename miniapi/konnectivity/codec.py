@@ -48,6 +48,10 @@ One connection's life (each side keeps this table; connect_id is the agent's, un
 There is one tunnel per agent, so a consumer that stops reading stalls the whole tunnel; real
 Konnectivity has the same head-of-line blocking (all of an agent's connections share one gRPC stream).
 Errors raise :class:`CodecError` with the reason; the peer is then disconnected.
+
+Two decoders of the same frames: :class:`Decoder` (``feed(bytes) -> packets``) and, for the tunnel's hot
+path, :class:`BufferedDecoder`, which owns its buffer so that the caller (an asyncio ``BufferedProtocol``;
+TLS decrypts straight into it) never copies a received byte; its DATA payloads are views into that buffer.
 """
 
 from __future__ import annotations
@@ -108,7 +112,7 @@ class CloseRsp:
 @dataclass(frozen=True)
 class Data:
     connect_id: int
-    data: bytes
+    data: bytes | memoryview  # a view into the BufferedDecoder's buffer (see there) or bytes
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,7 @@ class Welcome(Hello):
 Packet = DialReq | DialRsp | CloseReq | CloseRsp | Data | DialCls | Ping | Pong | Hello | Welcome
 
 
-def _frame(kind: PacketType, *parts: bytes) -> bytes:
+def _frame(kind: PacketType, *parts: bytes | memoryview) -> bytes:
     length = 1 + sum(len(p) for p in parts)
     if length > MAX_FRAME:
         raise CodecError(f"frame too large: {length} > {MAX_FRAME}")
@@ -308,3 +312,60 @@ class Decoder:
     def pending(self) -> int:
         """Bytes of an incomplete frame (non-zero at EOF means the peer cut a frame short)."""
         return self._size
+
+
+MIN_READ = 256 * 1024
+
+
+class BufferedDecoder:
+    """Frames parsed in place: ``get_buffer()`` -> write received bytes there -> ``updated(n)`` -> packets.
+
+    The buffer holds at most one incomplete frame plus free space; nothing is copied on the way in.
+    A DATA packet's ``data`` is a memoryview into the buffer, valid until the next ``get_buffer()``
+    (which may move the incomplete frame to the front): consume or copy it before reading again.
+    Other packets are decoded into their own objects."""
+
+    def __init__(self, size: int = 2 * MAX_FRAME + MIN_READ) -> None:
+        if size < MAX_FRAME + 4 + MIN_READ:
+            raise ValueError(f"buffer of {size} bytes cannot hold a largest frame plus one read")
+        self._buf = bytearray(size)
+        self._view = memoryview(self._buf)
+        self._start = 0  # first byte of the incomplete frame
+        self._end = 0  # end of the received bytes
+
+    def get_buffer(self) -> memoryview:
+        """Free space for the next read (at least MIN_READ bytes)."""
+        if self._start == self._end:
+            self._start = self._end = 0
+        elif len(self._buf) - self._end < MIN_READ:  # move the incomplete frame (< 1 frame) to the front
+            n = self._end - self._start
+            self._buf[:n] = bytes(self._view[self._start:self._end])
+            self._start, self._end = 0, n
+        return self._view[self._end:]
+
+    def updated(self, n: int) -> list[Packet]:
+        """``n`` bytes were written at the start of the last ``get_buffer()``: the complete frames."""
+        end = self._end = self._end + n
+        if end > len(self._buf):
+            raise ValueError("more bytes reported than the buffer had room for")
+        view, pos = self._view, self._start
+        out: list[Packet] = []
+        while end - pos >= HEADER.size:
+            length, kind = HEADER.unpack_from(view, pos)
+            if length < 1 or length > MAX_FRAME:
+                raise CodecError(f"frame length {length} out of range 1..{MAX_FRAME}")
+            stop = pos + 4 + length
+            if stop > end:
+                break
+            if kind == PacketType.DATA and length >= 9:
+                out.append(Data(U64.unpack_from(view, pos + HEADER.size)[0], view[pos + 13:stop]))
+            else:
+                out.append(decode_payload(kind, bytes(view[pos + HEADER.size:stop])))
+            pos = stop
+        self._start = pos
+        return out
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an incomplete frame (non-zero at EOF means the peer cut a frame short)."""
+        return self._end - self._start

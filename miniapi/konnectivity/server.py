@@ -36,6 +36,7 @@ from miniapi.konnectivity.auth import Authenticator
 from miniapi.konnectivity.codec import CloseReq, DialCls, DialReq, DialRsp, Hello, Packet, Welcome
 from miniapi.konnectivity.httpd import serve_health
 from miniapi.konnectivity.tunnel import Tunnel
+from miniapi.proxy.egress import uds_send_buffer
 
 log = logging.getLogger("miniapi.konnectivity.server")
 
@@ -73,11 +74,21 @@ class ServerOptions:
 
 
 @dataclass
+class PendingDial:
+    """A CONNECT waiting for its DIAL_RSP; on success the relay is attached as the DIAL_RSP is read, so
+    no DATA that follows it in the same read can miss its connection."""
+
+    future: asyncio.Future[DialRsp]
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+
+
+@dataclass
 class Agent:
     id: str
     identifiers: dict[str, list[str]]
     tunnel: Tunnel
-    pending: dict[int, asyncio.Future[DialRsp]] = field(default_factory=dict)
+    pending: dict[int, PendingDial] = field(default_factory=dict)
 
     def names(self, host: str) -> bool:
         return any(host in self.identifiers.get(k, ()) for k in ("host", "ipv4", "ipv6"))
@@ -102,6 +113,7 @@ class ProxyServer:
         self.agents: dict[str, Agent] = {}
         self.auth = Authenticator(options)
         self._servers: list[asyncio.AbstractServer] = []
+        self._tasks: set[asyncio.Task[None]] = set()
         self.frontend_port = self.agent_port = 0
         self.connections = 0
 
@@ -129,9 +141,9 @@ class ProxyServer:
                                                 limit=1 << 20)
             self._servers.append(server)
             self.frontend_port = server.sockets[0].getsockname()[1]
-        agents = await asyncio.start_server(self._agent, o.agent_bind_address or None, o.agent_port,
-                                            ssl=_server_tls(o.cluster_cert, o.cluster_key, o.cluster_ca_cert,
-                                                            require=not self.auth.token_mode), limit=1 << 20)
+        agents = await asyncio.get_running_loop().create_server(
+            lambda: Tunnel(on_connect=self._agent_connected), o.agent_bind_address or None, o.agent_port,
+            ssl=_server_tls(o.cluster_cert, o.cluster_key, o.cluster_ca_cert, require=not self.auth.token_mode))
         self._servers.append(agents)
         self.agent_port = agents.sockets[0].getsockname()[1]
         for port, host, app in ((o.health_port, o.health_bind_address, "health"),
@@ -147,22 +159,28 @@ class ProxyServer:
             server.close()
         for agent in list(self.agents.values()):
             await agent.tunnel.close()
+        for task in list(self._tasks):
+            task.cancel()
         await self.auth.close()
         self._servers.clear()
 
     # -- agents ---------------------------------------------------------------------------------------
-    async def _agent(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        tunnel = Tunnel(reader, writer, f"agent@{peer[0]}:{peer[1]}")
+    def _agent_connected(self, tunnel: Tunnel) -> None:
+        task = asyncio.create_task(self._agent(tunnel), name=tunnel.name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _agent(self, tunnel: Tunnel) -> None:
+        peer = tunnel.transport.get_extra_info("peername") if tunnel.transport is not None else None
         try:
             hello = await tunnel.first(HELLO_TIMEOUT)
             if not isinstance(hello, Hello) or isinstance(hello, Welcome):
                 raise PermissionError(f"expected HELLO, got {type(hello).__name__}")
-            await self.auth.authenticate(hello, writer)
+            await self.auth.authenticate(hello, tunnel.transport)
         except Exception as exc:  # refused: say why, then hang up
             log.warning("agent refused peer=%s: %s", peer, exc)
             with contextlib.suppress(Exception):
-                await tunnel.send(Welcome((("error", str(exc)),)))
+                tunnel.send(Welcome((("error", str(exc)),)))
             await tunnel.close()
             return
         agent = Agent(hello.get("agentid") or str(uuid.uuid4()), _identifiers(hello.get("agentidentifiers")), tunnel)
@@ -171,28 +189,34 @@ class ProxyServer:
             await old.tunnel.close()
         self.agents[agent.id] = agent
         log.info("agent connected id=%s identifiers=%s peer=%s", agent.id, hello.get("agentidentifiers"), peer)
-        await tunnel.send(Welcome((("serverid", self.options.server_id), ("servercount", "1"))))
         try:
+            tunnel.send(Welcome((("serverid", self.options.server_id), ("servercount", "1"))))
             await tunnel.run(lambda p: self._from_agent(agent, p), self.options.keepalive_time)
         except Exception as exc:
             log.warning("agent tunnel failed id=%s: %s", agent.id, exc)
         finally:
             if self.agents.get(agent.id) is agent:
                 del self.agents[agent.id]
-            for fut in agent.pending.values():
-                if not fut.done():
-                    fut.set_exception(ConnectionError("agent disconnected"))
+            for dial in agent.pending.values():
+                if not dial.future.done():
+                    dial.future.set_exception(ConnectionError("agent disconnected"))
             log.info("agent disconnected id=%s", agent.id)
 
-    async def _from_agent(self, agent: Agent, packet: Packet) -> None:
+    def _from_agent(self, agent: Agent, packet: Packet) -> None:
         if isinstance(packet, DialRsp):
-            fut = agent.pending.pop(packet.random, None)
-            if fut is not None and not fut.done():
-                fut.set_result(packet)
+            dial = agent.pending.pop(packet.random, None)
+            if dial is not None and not dial.future.done() and (dial.writer.transport.is_closing()
+                                                                 or dial.reader.at_eof()):
+                dial.future.set_exception(ConnectionError("the client hung up while the agent dialled"))
+                dial = None
+            if dial is not None and not dial.future.done():
+                if not packet.error:
+                    dial.writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                    agent.tunnel.attach(packet.connect_id, dial.writer.transport, _unread(dial.reader), dial.writer)
+                dial.future.set_result(packet)
             elif not packet.error:  # nobody waits any more (timed out): hang up
-                agent.tunnel.drop(packet.connect_id)
                 with contextlib.suppress(ConnectionError):
-                    await agent.tunnel.send(CloseReq(packet.connect_id))
+                    agent.tunnel.send(CloseReq(packet.connect_id))
         else:
             log.warning("unexpected %s from agent %s", type(packet).__name__, agent.id)
 
@@ -211,6 +235,8 @@ class ProxyServer:
 
     # -- frontend -------------------------------------------------------------------------------------
     async def _frontend(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.options.uds_name:
+            uds_send_buffer(writer)
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HELLO_TIMEOUT)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, OSError):
@@ -228,14 +254,14 @@ class ProxyServer:
                                 "currently no tunnels available: No agent available")
         random_id = secrets.randbits(63)
         fut: asyncio.Future[DialRsp] = asyncio.get_running_loop().create_future()
-        agent.pending[random_id] = fut
+        agent.pending[random_id] = PendingDial(fut, reader, writer)
         try:
-            await agent.tunnel.send(DialReq(random_id, address))
+            agent.tunnel.send(DialReq(random_id, address))
             rsp = await asyncio.wait_for(fut, DIAL_TIMEOUT)
         except TimeoutError:
             agent.pending.pop(random_id, None)
             with contextlib.suppress(ConnectionError):
-                await agent.tunnel.send(DialCls(random_id))
+                agent.tunnel.send(DialCls(random_id))
             return await _reply(writer, 504, "Gateway Timeout", f"dial {address} through agent {agent.id} timed out")
         except ConnectionError as exc:
             agent.pending.pop(random_id, None)
@@ -243,10 +269,8 @@ class ProxyServer:
         if rsp.error:
             log.info("dial failed address=%s agent=%s: %s", address, agent.id, rsp.error)
             return await _reply(writer, 502, "Bad Gateway", rsp.error)
-        writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-        self.connections += 1
+        self.connections += 1  # _from_agent answered 200 and attached the relay
         log.info("tunnel open address=%s agent=%s connect_id=%d", address, agent.id, rsp.connect_id)
-        agent.tunnel.attach(rsp.connect_id, reader, writer)
 
 
 async def _reply(writer: asyncio.StreamWriter, code: int, reason: str, text: str) -> None:
@@ -256,6 +280,14 @@ async def _reply(writer: asyncio.StreamWriter, code: int, reason: str, text: str
     with contextlib.suppress(Exception):
         await writer.drain()
     writer.close()
+
+
+def _unread(reader: asyncio.StreamReader) -> bytes:
+    """What the client sent after its CONNECT head (usually nothing: it waits for the 200)."""
+    buffered: bytearray = getattr(reader, "_buffer", bytearray())
+    data = bytes(buffered)
+    buffered.clear()
+    return data
 
 
 def _identifiers(text: str) -> dict[str, list[str]]:

@@ -31,6 +31,8 @@ After the 200 the client speaks first (TLS ClientHello), so nothing read past th
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,9 +152,11 @@ class HTTPConnectDialer:
     async def _open_proxy(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self.conn.uds_name:
             try:
-                return await asyncio.open_unix_connection(self.conn.uds_name, limit=1 << 20)
+                reader, writer = await asyncio.open_unix_connection(self.conn.uds_name, limit=1 << 20)
             except OSError as exc:
                 raise ConnectError(f"dial unix {self.conn.uds_name}: connect: {errno_text(exc)}") from exc
+            uds_send_buffer(writer)
+            return reader, writer
         url = urlsplit(self.conn.url)
         host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
         try:
@@ -187,6 +191,19 @@ class HTTPConnectDialer:
             writer.transport.abort()
             raise
         return reader, writer
+
+
+UDS_SNDBUF = 4 * 1024 * 1024
+
+
+def uds_send_buffer(writer: asyncio.StreamWriter) -> None:
+    """A Unix socket's sender may have only SO_SNDBUF (default ~208 KiB) in flight, so bulk copies stall
+    and wake up every few hundred KiB; ask for 4 MiB (the kernel caps it at net.core.wmem_max). Both
+    ends of the konnectivity frontend do this: the apiserver uploads, the proxy server downloads."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, UDS_SNDBUF)
 
 
 async def _some(reader: asyncio.StreamReader) -> str:

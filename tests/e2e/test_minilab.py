@@ -3,7 +3,9 @@ the kubelet API spoken to directly, faults injected with ``kill -9``, and ``mini
 process behind (issue 3, "Done when").
 
 Two labs, each in a temporary directory with a free apiserver port and its own loopback block
-(127.0.2.x insecure, 127.0.3.x hardened), so a lab the user runs on 127.0.0.x is not disturbed.
+(127.0.2.x insecure, 127.0.3.x hardened), so a lab the user runs on 127.0.0.x is not disturbed; and
+one single-node lab per tunnel mode (``--tunnel ssh`` on 127.0.12.x, ``--tunnel konnectivity`` on
+127.0.13.x), where every kubectl path must go through the tunnel.
 Kubelet ports are read back from lab.json: 10250/10255 unless taken, then free ones.
 """
 
@@ -29,9 +31,13 @@ import pytest
 from cryptography import x509
 
 from minikubelet.podstate import proc_start_ticks
-from minilab.procs import alive, lingering
+from minilab.procs import alive, lingering, with_descendants
+from minilab.profiles import BY_NAME
+from minilab.sshd import sshd_binary
 from minilab.state import LabDir, LabState, NodeSpec
+from minilab.tunnelmode import established
 from tests.e2e.cluster import ROOT, Kubectl, free_port, kubectl_binary
+from tests.integration.tunnel_kit import exercise, pod_manifest, service_manifest, tcp_conns
 
 pytestmark = pytest.mark.e2e
 
@@ -98,6 +104,25 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 def hardened(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     lab = start_lab(tmp_path_factory.mktemp("minilab-hardened"), "127.0.3.2", "--profile", "hardened",
                     "--nodes", "1", "--join-with-bootstrap-token", "node2")
+    try:
+        yield lab
+    finally:
+        stop_lab(lab)
+
+
+TUNNEL_IPS = {"ssh": "127.0.12.2", "konnectivity": "127.0.13.2"}
+HOST_KEY_ROW = "ssh-host-key" in BY_NAME  # the profile row that turns on --ssh-known-hosts
+
+
+@pytest.fixture(scope="module", params=list(TUNNEL_IPS))
+def tunneled(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    mode = request.param
+    if mode == "ssh" and sshd_binary() is None:
+        pytest.skip("--tunnel ssh needs OpenSSH's sshd (scripts/test.sh installs openssh-server)")
+    args = ["--nodes", "1", "--tunnel", mode]
+    if mode == "ssh" and HOST_KEY_ROW:  # the lab writes known_hosts from the nodes' real host keys
+        args += ["--set", "ssh-host-key=hardened"]
+    lab = start_lab(tmp_path_factory.mktemp(f"minilab-{mode}"), TUNNEL_IPS[mode], *args)
     try:
         yield lab
     finally:
@@ -379,3 +404,78 @@ def test_a_serving_certificate_csr_stays_pending_until_kubectl_certificate_appro
 def test_the_hardened_lab_goes_down_without_a_trace(hardened: Lab) -> None:
     hardened.cli("down")
     assert lingering(str(hardened.dir.root)) == []
+
+
+# --- the tunnel modes ------------------------------------------------------------------------------
+
+
+def test_every_kubectl_path_goes_through_the_tunnel_and_none_straight_to_a_kubelet(tunneled: Lab) -> None:
+    lab, mode = tunneled, tunneled.state.settings.tunnel
+    k = lab.kubectl()
+    k.ok("create", "-f", "-", input=json.dumps(pod_manifest("tp", "node1")))
+    k.ok("create", "-f", "-", input=json.dumps(service_manifest("tsvc")))
+    k.ok("wait", "--for=condition=Ready", "pod/tp", "--timeout=60s")
+    done = exercise(k, "node1", "tp", service="tsvc").done
+    assert {"logs", "exec", "node proxy", "pod proxy", "service proxy", "port-forward"} <= set(done), done
+    api, node = lab.state.procs["apiserver"], lab.node("node1")
+    follow = subprocess.Popen([k.binary, "--kubeconfig", str(k.kubeconfig), "logs", "-f", "tp"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ,
+                              "HOME": str(k.cache_dir)})
+    try:
+        assert follow.stdout is not None and follow.stdout.readline() == b"line1\n"  # a kubelet connection is open
+        conns = [c for c in tcp_conns() if c.state == "ESTAB"]
+    finally:
+        follow.terminate()
+        follow.wait(10)
+    outbound = [c for c in conns if f"pid={api.pid}," in c.process and not c.local.endswith(f":{lab.port}")]
+    to_kubelet = [c for c in conns if c.peer == f"{node.ip}:{node.port}"]
+    if mode == "ssh":
+        ssh_port = lab.state.settings.ssh_port
+        assert outbound and {c.peer for c in outbound} == {f"{node.ip}:{ssh_port}"}, outbound  # SSH only
+        assert to_kubelet and all('"sshd' in c.process for c in to_kubelet), to_kubelet  # the node's sshd dials
+    else:
+        assert outbound == [], outbound  # the apiserver's only way out is the proxy server's Unix socket
+        agent = lab.state.procs["konnectivity-agent/node1"]
+        assert to_kubelet and all(f"pid={agent.pid}," in c.process for c in to_kubelet), to_kubelet
+    log = lab.dir.log("apiserver").read_text()
+    assert f"dialer={'ssh' if mode == 'ssh' else 'konnectivity'}" in log and "dialer=direct" not in log
+
+
+def test_status_shows_the_tunnels_and_down_stops_them(tunneled: Lab) -> None:
+    lab, mode = tunneled, tunneled.state.settings.tunnel
+    node = lab.node("node1")
+    status = lab.cli("status").stdout
+    assert f"tunnel {mode}" in status.splitlines()[0]
+    api_argv = lab.state.procs["apiserver"].argv
+    if mode == "ssh":
+        ssh_port = lab.state.settings.ssh_port
+        assert f"node1      {node.ip}:{ssh_port}  up (1 connection(s))" in status, status
+        log = lab.dir.log("apiserver").read_text()
+        if HOST_KEY_ROW:
+            assert "host keys checked against ssh/known_hosts" in status
+            assert f"--ssh-known-hosts={lab.dir.root / 'ssh' / 'known_hosts'}" in api_argv
+            assert "ssh host key NOT verified" not in log
+        else:
+            assert "INSECURE: node host keys NOT verified" in status and "ssh host key NOT verified" in log
+    else:
+        assert "proxy server /readyz 200 ok; 1 of 1 agent(s) connected (mutual TLS)" in status, status
+        assert "--egress-selector-config-file" in api_argv
+    # the node's end of the tunnel dies (sshd with its connection child, or the agent): status says so, and
+    # `up` starts it again
+    victim = lab.state.procs["sshd/node1" if mode == "ssh" else "konnectivity-agent/node1"]
+    for p in with_descendants([victim]):
+        os.kill(p.pid, signal.SIGKILL)
+    down = eventually(lambda: (lambda r: r if r.returncode == 1 else None)(lab.cli("status", check=False)),
+                      "status to report the tunnel down")
+    assert "tunnels not up: " in down.stdout and (" DOWN " in down.stdout if mode == "ssh" else
+                                                   "0 of 1 agent(s) connected" in down.stdout), down.stdout
+    again = lab.cli("up", "-q").stdout
+    assert "apiserver already running" in again and f"{'sshd' if mode == 'ssh' else 'konnectivity-agent'}/node1 " \
+        "already running" not in again
+    lab.cli("status")  # exit 0: every process alive, every tunnel up
+    procs = list(lab.state.procs.values())
+    assert f"stopped {len(procs)} process(es)" in lab.cli("down").stdout
+    assert lingering(str(lab.dir.root)) == []
+    assert [p.pid for p in procs if alive(p)] == []
+    if mode == "ssh":
+        assert established(node.ip, lab.state.settings.ssh_port) == 0  # no sshd connection child left either

@@ -305,6 +305,33 @@ async def test_service_account_token_agents(env: tuple[Cluster, ServerProc, dict
     assert "the proxy server refused this agent: Failed to authenticate request" in caplog.text
 
 
+async def test_a_server_that_speaks_first_loses_no_byte(pki: KonnectivityPki, tmp_path: Path) -> None:
+    """An SSH-like peer sends its banner as soon as it accepts: the banner's DATA can arrive in the same
+    read as the DIAL_RSP, and must still reach the client (the relay is attached as DIAL_RSP is read)."""
+    async def banner(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"SSH-2.0-banner\r\n" + b"x" * 100_000)
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    target = await asyncio.start_server(banner, "127.0.7.20", 0)
+    port = target.sockets[0].getsockname()[1]
+    async with ProxyServer(server_options(pki, tmp_path)) as server:
+        agent = ProxyAgent(agent_options(pki, server.agent_port))
+        task = asyncio.create_task(agent.run())
+        try:
+            await asyncio.wait_for(agent.connected.wait(), 10)
+            dialer = HTTPConnectDialer(Connection("HTTPConnect", uds_name=str(tmp_path / "k.sock")))
+            for _ in range(20):
+                reader, writer = await dialer.dial("127.0.7.20", port)
+                got = await asyncio.wait_for(reader.readexactly(16 + 100_000), 10)
+                assert got.startswith(b"SSH-2.0-banner\r\n")
+                writer.close()
+        finally:
+            task.cancel()
+            target.close()
+
+
 def test_the_server_refuses_grpc_mode() -> None:
     proc = subprocess.run([sys.executable, "-m", "miniapi.konnectivity", "server", "--uds-name", "/tmp/x.sock",
                            "--server-port", "0"], capture_output=True, text=True, cwd=ROOT)

@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 
 from miniapi.konnectivity.codec import (
     MAX_FRAME,
+    MIN_READ,
+    BufferedDecoder,
     CloseReq,
     CloseRsp,
     CodecError,
@@ -83,6 +85,45 @@ def test_any_packets_survive_any_split(sent: list[Packet], data: st.DataObject) 
     assert got == sent and decoder.pending == 0
 
 
+def _buffered(decoder: BufferedDecoder, chunk: bytes) -> list[Packet]:
+    """Write ``chunk`` into the decoder's buffer the way a BufferedProtocol does (maybe in several reads);
+    DATA payloads are copied at once, since the next get_buffer() may move them."""
+    got: list[Packet] = []
+    while chunk:
+        buf = decoder.get_buffer()
+        assert len(buf) >= MIN_READ
+        n = min(len(buf), len(chunk))
+        buf[:n] = chunk[:n]
+        chunk = chunk[n:]
+        got += [Data(p.connect_id, bytes(p.data)) if isinstance(p, Data) else p for p in decoder.updated(n)]
+    return got
+
+
+@settings(max_examples=300)
+@given(st.lists(packets, max_size=8), st.data())
+def test_the_buffered_decoder_agrees_on_any_split(sent: list[Packet], data: st.DataObject) -> None:
+    wire = b"".join(encode(p) for p in sent)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=6)))
+    decoder, got, start = BufferedDecoder(), [], 0
+    for cut in [*cuts, len(wire)]:
+        got += _buffered(decoder, wire[start:cut])
+        start = cut
+    assert got == sent and decoder.pending == 0
+
+
+def test_the_buffered_decoder_hands_out_views_and_moves_only_an_incomplete_frame() -> None:
+    decoder = BufferedDecoder()
+    buf = decoder.get_buffer()
+    frame = encode(Data(5, b"abc"))
+    buf[:len(frame) + 3] = frame + frame[:3]
+    (packet,) = decoder.updated(len(frame) + 3)
+    assert isinstance(packet, Data) and isinstance(packet.data, memoryview) and packet.data == b"abc"
+    assert decoder.pending == 3
+    big = [Data(n, bytes([n]) * (MAX_FRAME - 9)) for n in range(1, 6)]  # largest frames, across compactions
+    assert _buffered(decoder, frame[3:] + b"".join(encode(p) for p in big)) == [Data(5, b"abc"), *big]
+    assert decoder.pending == 0
+
+
 def test_per_byte_feeding() -> None:
     wire = encode(DialReq(9, "10.0.0.1:80")) + encode(Data(3, b"x" * 70))
     decoder = Decoder()
@@ -115,6 +156,13 @@ def test_junk_raises_only_codec_errors(junk: bytes) -> None:
 def test_malformed_frames_say_why(wire: bytes, message: str) -> None:
     with pytest.raises(CodecError, match=message.replace("(", r"\(").replace(")", r"\)")):
         Decoder().feed(wire)
+
+
+def test_the_buffered_decoder_says_why_too() -> None:
+    with pytest.raises(CodecError, match="unknown packet type 99"):
+        _buffered(BufferedDecoder(), bytes.fromhex("00000001 63"))
+    with pytest.raises(CodecError, match="out of range"):
+        _buffered(BufferedDecoder(), (MAX_FRAME + 1).to_bytes(4, "big") + b"\x05")
 
 
 def test_an_incomplete_frame_waits_and_is_counted() -> None:
