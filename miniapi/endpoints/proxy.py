@@ -34,6 +34,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from miniapi import errors
 from miniapi.endpoints.proxylocation import Locator
@@ -88,7 +89,7 @@ class ProxyHandlers:
         path = backend_path(info.parts[3:], request.path.endswith("/"))
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
         raw_query = request.raw_path.partition("?")[2]
-        if is_upgrade(headers):
+        if "Upgrade" in request.headers and is_upgrade(headers):
             return await self.upgrade(request, backend, path, headers, raw_query)
         if path == "" and request.method in ("GET", "HEAD"):
             raise web.HTTPMovedPermanently(request.path + "/" + (f"?{raw_query}" if raw_query else ""))
@@ -154,8 +155,8 @@ class ProxyHandlers:
                     raise _StaleConnection() from None
                 text = exc.text if isinstance(exc, DialError) else f"read tcp {backend.host_port}: {exc}"
                 raise errors.service_unavailable(f"error trying to reach service: {text}") from None
-            reply = self._response_head(response, backend, request, prepend)
-            reply, clean = await _stream_body(request, reply, conn, parser, pending)
+            fields = self._response_fields(response, backend, request, prepend)
+            reply, clean = await _stream_body(request, response, fields, conn, parser, pending)
             return reply
         finally:
             if pump is not None:
@@ -167,14 +168,14 @@ class ProxyHandlers:
             else:
                 await close_quietly(conn)
 
-    def _response_head(self, response: http1.Response, backend: Backend, request: web.Request,
-                       prepend: str) -> web.StreamResponse:
-        reply = web.StreamResponse(status=response.status, reason=response.reason or None)
-        for name, value in forward_response_headers(response.headers.items):
+    def _response_fields(self, response: http1.Response, backend: Backend, request: web.Request,
+                         prepend: str) -> list[tuple[str, str]]:
+        fields = forward_response_headers(response.headers.items)
+        for i, (name, value) in enumerate(fields):
             if name.lower() == "location":
-                value = rewrite_location(value, backend.host_port, request.headers.get("Host", ""), prepend)
-            reply.headers.add(name, value)
-        return reply
+                fields[i] = (name, rewrite_location(value, backend.host_port, request.headers.get("Host", ""),
+                                                    prepend))
+        return fields
 
     # -- 3. upgrades ----------------------------------------------------------------------------------
     async def upgrade(self, request: web.Request, backend: Backend, path: str,
@@ -194,11 +195,9 @@ class ProxyHandlers:
                 log.info("proxy upgrade refused target=%s status=%d", backend.url, response.status)
                 raise errors.ApiError(500, "", f"invalid upgrade response: status code {response.status}")
             if response.status != 101:  # the backend's error, echoed as it came
-                reply = web.StreamResponse(status=response.status, reason=response.reason or None)
-                for name, value in forward_response_headers(response.headers.items):
-                    reply.headers.add(name, value)
+                fields = forward_response_headers(response.headers.items)
                 async with asyncio.timeout(UPGRADE_ECHO_TIMEOUT):
-                    return (await _stream_body(request, reply, conn, parser, pending))[0]
+                    return (await _stream_body(request, response, fields, conn, parser, pending))[0]
             rest = b"".join(e.rest for e in pending if isinstance(e, http1.Switched))
             return await _relay(request, response, conn, rest)
         finally:
@@ -241,20 +240,20 @@ async def _pump_body(request: web.Request, conn: Connection, chunked: bool) -> N
             await conn.writer.drain()
 
 
-async def _stream_body(request: web.Request, reply: web.StreamResponse, conn: Connection,
-                       parser: http1.ResponseParser, pending: list[http1.Event]
+async def _stream_body(request: web.Request, response: http1.Response, fields: list[tuple[str, str]],
+                       conn: Connection, parser: http1.ResponseParser, pending: list[http1.Event]
                        ) -> tuple[web.StreamResponse, bool]:
     """Head now, then each body chunk as the backend sends it; True when the body ended cleanly.
 
     A response that arrived whole with its head (the common small one) goes out in one write."""
-    if any(isinstance(e, http1.EndOfMessage) for e in pending) and request.method != "HEAD" and \
-            reply.status not in (204, 304):
-        body = b"".join(e.data for e in pending if isinstance(e, http1.Data))
-        whole = web.Response(status=reply.status, reason=reply.reason, body=body)
-        for name, value in reply.headers.items():
-            if name.lower() != "content-length":
-                whole.headers.add(name, value)
+    status, reason = response.status, response.reason or None
+    if pending and isinstance(pending[-1], http1.EndOfMessage) and request.method != "HEAD" and \
+            status not in (204, 304):
+        body = b"".join([e.data for e in pending if isinstance(e, http1.Data)])
+        whole = web.Response(status=status, reason=reason, body=body,
+                             headers=CIMultiDict([f for f in fields if f[0].lower() != "content-length"]))
         return whole, True
+    reply = web.StreamResponse(status=status, reason=reason, headers=CIMultiDict(fields))
     await reply.prepare(request)
     try:
         while True:

@@ -333,6 +333,32 @@ async def test_endpoint_that_is_not_its_pods_address_is_skipped(env: Env) -> Non
     assert env.guard.dialled == []
 
 
+async def test_a_pod_moved_off_its_own_address_is_refused_at_once(env: Env) -> None:
+    """The locator keeps answers only while the store's revision stands: the next request after the
+    write sees it (no stale allowance, no second dial)."""
+    echo = await env.echo(f"{NS}/pods/web/proxy/before")
+    assert echo["path"] == "/before"
+    pod = await env.http.get_json(f"{NS}/pods/web")
+    pod["status"] = {"phase": "Running", "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}]}
+    assert (await env.http.call("PUT", f"{NS}/pods/web/status", pod)).status == 200
+    reply = await env.http.call("GET", f"{NS}/pods/web/proxy/after")
+    assert reply.status == 400 and reply.json["message"] == "address not allowed"
+    assert env.guard.dialled == [(WEB_IP, env.ports["web"])]
+
+
+async def test_service_endpoints_changes_apply_to_the_next_request(env: Env) -> None:
+    assert (await env.echo(f"{NS}/services/web:http/proxy/one"))["path"] == "/one"
+    eps = await env.http.get_json(f"{NS}/endpoints/web")
+    eps["subsets"][0]["addresses"][0]["ip"] = TLS_IP  # not web's IP: skipped
+    assert (await env.http.call("PUT", f"{NS}/endpoints/web", eps)).status == 200
+    reply = await env.http.call("GET", f"{NS}/services/web:http/proxy/two")
+    assert reply.status == 503 and reply.json["message"] == 'no endpoints available for service "web:http"'
+    assert (await env.http.call("DELETE", f"{NS}/endpoints/web")).status == 200
+    reply = await env.http.call("GET", f"{NS}/services/web:http/proxy/three")
+    assert reply.status == 404 and reply.json["message"] == 'endpoints "web" not found'
+    assert env.guard.dialled == [(WEB_IP, env.ports["web"])]
+
+
 # -- services -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["web:http", "web:80", "http:web:http"])
