@@ -9,7 +9,10 @@ Authorization has already asked ``<verb> pods/proxy`` (GET -> get, POST -> creat
    client's headers minus hop-by-hop fields and ``Authorization``, plus ``X-Forwarded-For`` and
    ``X-Forwarded-Uri``. The request body is streamed while the response is read; the response is
    streamed back chunk by chunk (never buffered whole) with its status and headers. A 3xx is passed
-   back, never followed, its Location rewritten to the proxy path when it names the backend.
+   back, never followed, its Location rewritten to the proxy path when it names the backend. A
+   ``text/html`` page is the exception to streaming: read whole (up to 10 MiB), its links rewritten
+   the same way (:mod:`miniapi.proxy.htmlrewrite`, the real wrapping Transport), sent with its new
+   length.
    Failing to reach the backend: 503 ``error trying to reach service: dial tcp ...: connect:
    connection refused``;
 3. **upgrade requests** (``Connection: Upgrade``: WebSocket, SPDY) are written to the backend as
@@ -39,7 +42,7 @@ from multidict import CIMultiDict
 from miniapi import errors
 from miniapi.endpoints.proxylocation import Locator
 from miniapi.filters.keys import INFO
-from miniapi.proxy import http1
+from miniapi.proxy import htmlrewrite, http1
 from miniapi.proxy.backend import Backend, BackendConnector, Connection, close_quietly
 from miniapi.proxy.errors import DialError, ProtocolError
 from miniapi.proxy.target import (
@@ -64,6 +67,7 @@ log = logging.getLogger("miniapi.proxy")
 CHUNK = 64 * 1024
 KINDS = {"pods": "pod", "services": "service", "nodes": "node"}
 UPGRADE_ECHO_TIMEOUT = 10.0
+INLINE_REWRITE = 64 * 1024  # html pages up to this size are rewritten on the event loop
 
 
 class ProxyHandlers:
@@ -156,7 +160,15 @@ class ProxyHandlers:
                 text = exc.text if isinstance(exc, DialError) else f"read tcp {backend.host_port}: {exc}"
                 raise errors.service_unavailable(f"error trying to reach service: {text}") from None
             fields = self._response_fields(response, backend, request, prepend)
-            reply, clean = await _stream_body(request, response, fields, conn, parser, pending)
+            if request.method != "HEAD" and response.status not in (204, 304) and htmlrewrite.applies(fields):
+                host = request.headers.get("Host", "")
+
+                def rewrite(url: str) -> str:
+                    return rewrite_location(url, backend.host_port, host, prepend)
+
+                reply, clean = await _rewritten_page(request, response, fields, conn, parser, pending, rewrite)
+            else:
+                reply, clean = await _stream_body(request, response, fields, conn, parser, pending)
             return reply
         finally:
             if pump is not None:
@@ -272,6 +284,48 @@ async def _stream_body(request: web.Request, response: http1.Response, fields: l
         reply.force_close()
         return reply, False
     await reply.write_eof()
+    return reply, True
+
+
+async def _rewritten_page(request: web.Request, response: http1.Response, fields: list[tuple[str, str]],
+                          conn: Connection, parser: http1.ResponseParser, pending: list[http1.Event],
+                          rewrite: htmlrewrite.Rewriter) -> tuple[web.StreamResponse, bool]:
+    """A ``text/html`` page: read whole (up to MAX_BODY, else streamed on unchanged), its links
+    rewritten (:mod:`miniapi.proxy.htmlrewrite`), sent with its new length."""
+    declared = next((v for k, v in fields if k.lower() == "content-length"), "")
+    if declared.isdigit() and int(declared) > htmlrewrite.MAX_BODY:
+        return await _stream_body(request, response, fields, conn, parser, pending)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while True:
+            done = False
+            for event in pending:
+                if isinstance(event, http1.Data):
+                    chunks.append(event.data)
+                    size += len(event.data)
+                elif isinstance(event, http1.EndOfMessage):
+                    done = True
+            if done:
+                break
+            if size > htmlrewrite.MAX_BODY:
+                log.info("proxy html page larger than %d bytes: not rewritten", htmlrewrite.MAX_BODY)
+                return await _stream_body(request, response, fields, conn, parser, [http1.Data(b"".join(chunks))])
+            data = await conn.reader.read(CHUNK)
+            pending = parser.feed(data) if data else parser.feed_eof()
+    except (ProtocolError, OSError) as exc:
+        raise errors.service_unavailable(f"error trying to reach service: {exc}") from None
+    body = b"".join(chunks)
+    encoding = next((v for k, v in fields if k.lower() == "content-encoding"), "")
+    if len(body) <= INLINE_REWRITE:
+        page = htmlrewrite.rewrite_body(body, encoding, rewrite)
+    else:  # a large page: off the event loop, so other requests go on meanwhile
+        page = await asyncio.to_thread(htmlrewrite.rewrite_body, body, encoding, rewrite)
+    if page is None:
+        log.info("proxy html page does not decode as %r or is too large: not rewritten", encoding)
+        page = body
+    reply = web.Response(status=response.status, reason=response.reason or None, body=page,
+                         headers=CIMultiDict([f for f in fields if f[0].lower() != "content-length"]))
     return reply, True
 
 

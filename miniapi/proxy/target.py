@@ -29,7 +29,8 @@ Location handling. No I/O; :mod:`miniapi.endpoints.proxy` applies them.
    ``X-Forwarded-Host``/``-Proto`` are not set: the real Transport takes them from the incoming
    request URL's host and scheme, which are empty on a Go server. The client's ``Host`` is kept
    (ReverseProxy without UseLocationHost). Responses lose the CORS headers (``corsRemovingTransport``).
-   Not done: the real Transport also rewrites links inside ``text/html`` bodies to the proxy path.
+   Links inside ``text/html`` bodies go through :func:`rewrite_location` too
+   (:mod:`miniapi.proxy.htmlrewrite`).
 5. **Redirects** (CVE-2020-8559 class) - never followed. A plain request's 3xx goes back to the
    client with its Location rewritten by :func:`rewrite_location` (proxy/transport.go ``rewriteURL``:
    same host -> the proxy path, other host -> untouched); an upgrade request answered with anything
