@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from typing import TYPE_CHECKING
 
@@ -90,7 +91,7 @@ class ProxyHandlers:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         info: RequestInfo = request[INFO]
         backend = await self.locate(info)
-        path = backend_path(info.parts[3:], request.path.endswith("/"))
+        path = _backend_path(tuple(info.parts[3:]), request.path.endswith("/"))
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
         raw_query = request.raw_path.partition("?")[2]
         if "Upgrade" in request.headers and is_upgrade(headers):
@@ -123,15 +124,15 @@ class ProxyHandlers:
     # -- 2. plain requests ----------------------------------------------------------------------------
     async def forward(self, request: web.Request, backend: Backend, path: str,
                       headers: list[tuple[str, str]], raw_query: str) -> web.StreamResponse:
-        prepend = path_prepend(request.path, path)
-        out = forward_request_headers(headers, request.remote or "", forwarded_uri=forwarded_uri(prepend, path))
+        prepend, uri, escaped = _paths(request.path, path)
+        out = forward_request_headers(headers, request.remote or "", forwarded_uri=uri)
         length = request.headers.get("Content-Length")
         chunked = length is None and request.body_exists
         if length is not None:
             out.append(("Content-Length", length))
         elif chunked:
             out.append(("Transfer-Encoding", "chunked"))
-        target = escape_path(path or "/") + (f"?{raw_query}" if raw_query else "")
+        target = escaped + (f"?{raw_query}" if raw_query else "")
         head = _request_head(request.method, target, request.headers.get("Host") or backend.host_port, out)
         for attempt in (1, 2):
             conn = await self._open(backend, "error trying to reach service", reuse=attempt == 1)
@@ -218,6 +219,19 @@ class ProxyHandlers:
 
 class _StaleConnection(Exception):
     """A pooled connection turned out closed before any response byte."""
+
+
+@functools.lru_cache(maxsize=1024)
+def _backend_path(parts: tuple[str, ...], trailing_slash: bool) -> str:
+    return backend_path(parts, trailing_slash)
+
+
+@functools.lru_cache(maxsize=1024)
+def _paths(request_path: str, path: str) -> tuple[str, str, str]:
+    """The proxy prefix, X-Forwarded-Uri and the escaped backend path (pure, and the same for every
+    request to one URL, so kept)."""
+    prepend = path_prepend(request_path, path)
+    return prepend, forwarded_uri(prepend, path), escape_path(path or "/")
 
 
 def _tokens(value: str) -> set[str]:

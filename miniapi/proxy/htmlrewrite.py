@@ -6,7 +6,7 @@ an absolute link the backend wrote for itself (``/static/app.css``, ``http://10.
 would otherwise leave the proxy. Sans-IO: bytes in, bytes out; :mod:`miniapi.endpoints.proxy` decides
 when it applies and does the I/O.
 
-1. **When** (:func:`applies`): the response has no ``Location`` (a redirect gets only its Location
+1. **When** (:func:`applies`): the response has no (or an empty) ``Location`` (a redirect gets only its Location
    rewritten), its ``Content-Type`` without parameters is exactly ``text/html``, and its
    ``Content-Encoding`` is none, ``gzip`` or ``deflate``; any other encoding passes untouched, as the
    real one logs "can't understand this so not fixing links".
@@ -66,17 +66,20 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 _ESCAPE = str.maketrans({"&": "&amp;", "'": "&#39;", "<": "&lt;", ">": "&gt;", '"': "&#34;", "\r": "&#13;"})
 
 Rewriter = Callable[[str], str]
+_LOOKED_AT = frozenset({"content-type", "content-encoding", "location"})
 
 
 def applies(headers: Iterable[tuple[str, str]]) -> bool:
-    """Rule 1, on the response fields the client would get."""
-    found: dict[str, str] = {}
+    """Rule 1, on the response fields the client would get (the first value of each counts)."""
+    first: dict[str, str] = {}
     for name, value in headers:
-        found.setdefault(name.lower(), value)
-    if "location" in found:
+        low = name.lower()
+        if low in _LOOKED_AT and low not in first:
+            first[low] = value
+    if first.get("location"):
         return False
-    media = found.get("content-type", "").split(";", 1)[0].strip()
-    return media == "text/html" and found.get("content-encoding", "") in ("", "gzip", "deflate")
+    media = first.get("content-type", "").split(";", 1)[0].strip()
+    return media == "text/html" and first.get("content-encoding", "") in ("", "gzip", "deflate")
 
 
 def rewrite_body(body: bytes, encoding: str, rewrite: Rewriter) -> bytes | None:

@@ -55,19 +55,36 @@ class State(enum.Enum):
     SWITCHED = "SWITCHED"
 
 
-@dataclass(frozen=True)
 class Headers:
-    """Header fields in arrival order; lookups are case-insensitive."""
+    """Header fields in arrival order; lookups are case-insensitive, through an index by lower-case
+    name built once (a proxied response is looked up several times). Treat as immutable."""
 
-    items: tuple[tuple[str, str], ...] = ()
+    __slots__ = ("_index", "items")
+
+    def __init__(self, items: tuple[tuple[str, str], ...] = (),
+                 index: dict[str, list[str]] | None = None) -> None:
+        self.items = items
+        if index is None:
+            index = {}
+            for k, v in items:
+                index.setdefault(k.lower(), []).append(v)
+        self._index = index
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Headers) and other.items == self.items
+
+    def __hash__(self) -> int:
+        return hash(self.items)
+
+    def __repr__(self) -> str:
+        return f"Headers(items={self.items!r})"
 
     def get(self, name: str, default: str = "") -> str:
-        low = name.lower()
-        return next((v for k, v in self.items if k.lower() == low), default)
+        found = self._index.get(name.lower())
+        return found[0] if found else default
 
     def get_all(self, name: str) -> list[str]:
-        low = name.lower()
-        return [v for k, v in self.items if k.lower() == low]
+        return list(self._index.get(name.lower(), ()))
 
 
 @dataclass(frozen=True)
@@ -295,10 +312,17 @@ def parse_head(head: str) -> Response:
         raise ProtocolError(f'net/http: HTTP/1.x transport connection broken: malformed HTTP status code '
                             f'"{code_text}"')
     items = []
+    index: dict[str, list[str]] = {}
     for line in lines:
         name, sep, value = line.partition(":")
         if not sep or not name or name != name.strip() or line[:1] in (" ", "\t"):
             raise ProtocolError(f"net/http: HTTP/1.x transport connection broken: malformed MIME header "
                                 f"line: {line}")
-        items.append((name, value.strip(" \t")))
-    return Response(int(code_text), reason, Headers(tuple(items)))
+        value = value.strip(" \t")
+        items.append((name, value))
+        low = name.lower()
+        if low in index:
+            index[low].append(value)
+        else:
+            index[low] = [value]
+    return Response(int(code_text), reason, Headers(tuple(items), index))
