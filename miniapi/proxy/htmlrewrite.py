@@ -198,9 +198,17 @@ def _render(name: str, attrs: list[tuple[str, str]], closing: bool, rewrite: Rew
     for key, raw in attrs:
         value = _unescape_attr(raw)
         if key in linked:
-            value = rewrite(value)
+            value = _rewritten(value, rewrite)
         parts.append(f'{key}="{value.translate(_ESCAPE)}"')
     return "<" + " ".join(parts) + ("/>" if closing else ">")
+
+
+def _rewritten(url: str, rewrite: Rewriter) -> str:
+    """``rewrite(url)``, or ``url`` as it was when it cannot be parsed (Go: url.Parse fails)."""
+    try:
+        return rewrite(url)
+    except (ValueError, UnicodeError):
+        return url
 
 
 def _unescape_attr(value: str) -> str:

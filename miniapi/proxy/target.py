@@ -129,8 +129,9 @@ def join_preserving_trailing_slash(*elems: str) -> str:
 
 
 def escape_path(path: str) -> str:
-    """Go's url.EscapedPath for a path without a RawPath."""
-    return urllib.parse.quote(path, safe=_GO_PATH_SAFE)
+    """Go's url.EscapedPath for a path without a RawPath (bytes that were not UTF-8, kept as
+    surrogate escapes, come out as ``%FF``, as Go escapes them)."""
+    return urllib.parse.quote(path, safe=_GO_PATH_SAFE, errors="surrogateescape")
 
 
 # -- rule 3: addresses ---------------------------------------------------------------------------------

@@ -102,6 +102,17 @@ def test_any_bytes_never_raise(page: bytes) -> None:
     rewrite_html(page, rewrite)
 
 
+@given(st.sampled_from(["a href", "img src", "form action", "A HREF"]), st.binary(max_size=40))
+def test_any_bytes_in_a_link_never_raise(tag: str, url: bytes) -> None:
+    for quoted in (b'"' + url + b'"', url):
+        rewrite_html(b"<" + tag.encode() + b"=" + quoted + b">", rewrite)
+
+
+def test_a_link_that_is_not_utf8_is_escaped_as_go_escapes_it() -> None:
+    assert rewrite_html(b'<a href="/x\xff">', rewrite) == f'<a href="{PREFIX}/x%FF">'.encode()
+    assert rewrite_html(b'<a href="http://[::1">', rewrite) == b'<a href="http://[::1">'  # unparsable: as it was
+
+
 @given(st.text(alphabet=st.characters(blacklist_characters="<"), max_size=200))
 def test_text_without_markup_is_unchanged(text: str) -> None:
     page = text.encode("utf-8", "surrogatepass")
