@@ -10,7 +10,7 @@ Authorization has already asked ``<verb> pods/proxy`` (GET -> get, POST -> creat
    ``X-Forwarded-Uri``. The request body is streamed while the response is read; the response is
    streamed back chunk by chunk (never buffered whole) with its status and headers. A 3xx is passed
    back, never followed, its Location rewritten to the proxy path when it names the backend. A
-   ``text/html`` page is the exception to streaming: read whole (up to 10 MiB), its links rewritten
+   ``text/html`` page is the exception to streaming: read whole (up to 4 MiB), its links rewritten
    the same way (:mod:`miniapi.proxy.htmlrewrite`, the real wrapping Transport), sent with its new
    length.
    Failing to reach the backend: 503 ``error trying to reach service: dial tcp ...: connect:
