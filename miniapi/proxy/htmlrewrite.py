@@ -124,7 +124,7 @@ def _tokens(text: str, rewrite: Rewriter) -> Iterable[str]:
         closing = text[stop - 2] == "/"
         yield _render(name, attrs, closing, rewrite)
         pos = stop
-        if name in RAW_TEXT and not closing:
+        if name in RAW_TEXT:  # even when written self-closing, as Go's tokenizer does
             pos = _raw_text_end(text, pos, name)
             yield text[stop:pos]
 

@@ -77,8 +77,10 @@ def test_every_url_attribute_of_the_real_table(tag: str) -> None:
     (b'<script>if (a<b) x("<a href=/y>")</script><a href=/z>',
      f'<script>if (a<b) x("<a href=/y>")</script><a href="{PREFIX}/z">'.encode()),
     (b'<textarea><a href=/t></textarea >', b'<textarea><a href=/t></textarea >'),
+    (b'<script/><a href=/s></script>', b'<script/><a href=/s></script>'),  # Go: raw text even after "/>"
 ], ids=["other-attrs", "case", "no-value", "self-closing", "quotes-escaped", "attr-entities", "other-markup",
-        "css-untouched", "script-text", "rcdata"])
+        "css-untouched", "script-text", "rcdata",
+        "self-closing-script"])
 def test_tags_are_written_as_go_writes_them(page: bytes, want: bytes) -> None:
     assert rewrite_html(page, rewrite) == want
 
