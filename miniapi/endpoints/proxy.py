@@ -9,7 +9,10 @@ Authorization has already asked ``<verb> pods/proxy`` (GET -> get, POST -> creat
    client's headers minus hop-by-hop fields and ``Authorization``, plus ``X-Forwarded-For`` and
    ``X-Forwarded-Uri``. The request body is streamed while the response is read; the response is
    streamed back chunk by chunk (never buffered whole) with its status and headers. A 3xx is passed
-   back, never followed, its Location rewritten to the proxy path when it names the backend.
+   back, never followed, its Location rewritten to the proxy path when it names the backend. A
+   ``text/html`` page is the exception to streaming: read whole (up to 4 MiB), its links rewritten
+   the same way (:mod:`miniapi.proxy.htmlrewrite`, the real wrapping Transport), sent with its new
+   length.
    Failing to reach the backend: 503 ``error trying to reach service: dial tcp ...: connect:
    connection refused``;
 3. **upgrade requests** (``Connection: Upgrade``: WebSocket, SPDY) are written to the backend as
@@ -30,15 +33,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from miniapi import errors
 from miniapi.endpoints.proxylocation import Locator
 from miniapi.filters.keys import INFO
-from miniapi.proxy import http1
+from miniapi.proxy import htmlrewrite, http1
 from miniapi.proxy.backend import Backend, BackendConnector, Connection, close_quietly
 from miniapi.proxy.errors import DialError, ProtocolError
 from miniapi.proxy.target import (
@@ -63,6 +68,7 @@ log = logging.getLogger("miniapi.proxy")
 CHUNK = 64 * 1024
 KINDS = {"pods": "pod", "services": "service", "nodes": "node"}
 UPGRADE_ECHO_TIMEOUT = 10.0
+INLINE_REWRITE = 64 * 1024  # html pages up to this size are rewritten on the event loop
 
 
 class ProxyHandlers:
@@ -85,10 +91,10 @@ class ProxyHandlers:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         info: RequestInfo = request[INFO]
         backend = await self.locate(info)
-        path = backend_path(info.parts[3:], request.path.endswith("/"))
+        path = _backend_path(tuple(info.parts[3:]), request.path.endswith("/"))
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
         raw_query = request.raw_path.partition("?")[2]
-        if is_upgrade(headers):
+        if "Upgrade" in request.headers and is_upgrade(headers):
             return await self.upgrade(request, backend, path, headers, raw_query)
         if path == "" and request.method in ("GET", "HEAD"):
             raise web.HTTPMovedPermanently(request.path + "/" + (f"?{raw_query}" if raw_query else ""))
@@ -118,15 +124,15 @@ class ProxyHandlers:
     # -- 2. plain requests ----------------------------------------------------------------------------
     async def forward(self, request: web.Request, backend: Backend, path: str,
                       headers: list[tuple[str, str]], raw_query: str) -> web.StreamResponse:
-        prepend = path_prepend(request.path, path)
-        out = forward_request_headers(headers, request.remote or "", forwarded_uri=forwarded_uri(prepend, path))
+        prepend, uri, escaped = _paths(request.path, path)
+        out = forward_request_headers(headers, request.remote or "", forwarded_uri=uri)
         length = request.headers.get("Content-Length")
         chunked = length is None and request.body_exists
         if length is not None:
             out.append(("Content-Length", length))
         elif chunked:
             out.append(("Transfer-Encoding", "chunked"))
-        target = escape_path(path or "/") + (f"?{raw_query}" if raw_query else "")
+        target = escaped + (f"?{raw_query}" if raw_query else "")
         head = _request_head(request.method, target, request.headers.get("Host") or backend.host_port, out)
         for attempt in (1, 2):
             conn = await self._open(backend, "error trying to reach service", reuse=attempt == 1)
@@ -154,8 +160,16 @@ class ProxyHandlers:
                     raise _StaleConnection() from None
                 text = exc.text if isinstance(exc, DialError) else f"read tcp {backend.host_port}: {exc}"
                 raise errors.service_unavailable(f"error trying to reach service: {text}") from None
-            reply = self._response_head(response, backend, request, prepend)
-            reply, clean = await _stream_body(request, reply, conn, parser, pending)
+            fields = self._response_fields(response, backend, request, prepend)
+            if request.method != "HEAD" and response.status not in (204, 304) and htmlrewrite.applies(fields):
+                host = request.headers.get("Host", "")
+
+                def rewrite(url: str) -> str:
+                    return rewrite_location(url, backend.host_port, host, prepend)
+
+                reply, clean = await _rewritten_page(request, response, fields, conn, parser, pending, rewrite)
+            else:
+                reply, clean = await _stream_body(request, response, fields, conn, parser, pending)
             return reply
         finally:
             if pump is not None:
@@ -167,14 +181,14 @@ class ProxyHandlers:
             else:
                 await close_quietly(conn)
 
-    def _response_head(self, response: http1.Response, backend: Backend, request: web.Request,
-                       prepend: str) -> web.StreamResponse:
-        reply = web.StreamResponse(status=response.status, reason=response.reason or None)
-        for name, value in forward_response_headers(response.headers.items):
+    def _response_fields(self, response: http1.Response, backend: Backend, request: web.Request,
+                         prepend: str) -> list[tuple[str, str]]:
+        fields = forward_response_headers(response.headers.items)
+        for i, (name, value) in enumerate(fields):
             if name.lower() == "location":
-                value = rewrite_location(value, backend.host_port, request.headers.get("Host", ""), prepend)
-            reply.headers.add(name, value)
-        return reply
+                fields[i] = (name, rewrite_location(value, backend.host_port, request.headers.get("Host", ""),
+                                                    prepend))
+        return fields
 
     # -- 3. upgrades ----------------------------------------------------------------------------------
     async def upgrade(self, request: web.Request, backend: Backend, path: str,
@@ -194,11 +208,9 @@ class ProxyHandlers:
                 log.info("proxy upgrade refused target=%s status=%d", backend.url, response.status)
                 raise errors.ApiError(500, "", f"invalid upgrade response: status code {response.status}")
             if response.status != 101:  # the backend's error, echoed as it came
-                reply = web.StreamResponse(status=response.status, reason=response.reason or None)
-                for name, value in forward_response_headers(response.headers.items):
-                    reply.headers.add(name, value)
+                fields = forward_response_headers(response.headers.items)
                 async with asyncio.timeout(UPGRADE_ECHO_TIMEOUT):
-                    return (await _stream_body(request, reply, conn, parser, pending))[0]
+                    return (await _stream_body(request, response, fields, conn, parser, pending))[0]
             rest = b"".join(e.rest for e in pending if isinstance(e, http1.Switched))
             return await _relay(request, response, conn, rest)
         finally:
@@ -207,6 +219,19 @@ class ProxyHandlers:
 
 class _StaleConnection(Exception):
     """A pooled connection turned out closed before any response byte."""
+
+
+@functools.lru_cache(maxsize=1024)
+def _backend_path(parts: tuple[str, ...], trailing_slash: bool) -> str:
+    return backend_path(parts, trailing_slash)
+
+
+@functools.lru_cache(maxsize=1024)
+def _paths(request_path: str, path: str) -> tuple[str, str, str]:
+    """The proxy prefix, X-Forwarded-Uri and the escaped backend path (pure, and the same for every
+    request to one URL, so kept)."""
+    prepend = path_prepend(request_path, path)
+    return prepend, forwarded_uri(prepend, path), escape_path(path or "/")
 
 
 def _tokens(value: str) -> set[str]:
@@ -241,20 +266,20 @@ async def _pump_body(request: web.Request, conn: Connection, chunked: bool) -> N
             await conn.writer.drain()
 
 
-async def _stream_body(request: web.Request, reply: web.StreamResponse, conn: Connection,
-                       parser: http1.ResponseParser, pending: list[http1.Event]
+async def _stream_body(request: web.Request, response: http1.Response, fields: list[tuple[str, str]],
+                       conn: Connection, parser: http1.ResponseParser, pending: list[http1.Event]
                        ) -> tuple[web.StreamResponse, bool]:
     """Head now, then each body chunk as the backend sends it; True when the body ended cleanly.
 
     A response that arrived whole with its head (the common small one) goes out in one write."""
-    if any(isinstance(e, http1.EndOfMessage) for e in pending) and request.method != "HEAD" and \
-            reply.status not in (204, 304):
-        body = b"".join(e.data for e in pending if isinstance(e, http1.Data))
-        whole = web.Response(status=reply.status, reason=reply.reason, body=body)
-        for name, value in reply.headers.items():
-            if name.lower() != "content-length":
-                whole.headers.add(name, value)
+    status, reason = response.status, response.reason or None
+    if pending and isinstance(pending[-1], http1.EndOfMessage) and request.method != "HEAD" and \
+            status not in (204, 304):
+        body = b"".join([e.data for e in pending if isinstance(e, http1.Data)])
+        whole = web.Response(status=status, reason=reason, body=body,
+                             headers=CIMultiDict([f for f in fields if f[0].lower() != "content-length"]))
         return whole, True
+    reply = web.StreamResponse(status=status, reason=reason, headers=CIMultiDict(fields))
     await reply.prepare(request)
     try:
         while True:
@@ -273,6 +298,48 @@ async def _stream_body(request: web.Request, reply: web.StreamResponse, conn: Co
         reply.force_close()
         return reply, False
     await reply.write_eof()
+    return reply, True
+
+
+async def _rewritten_page(request: web.Request, response: http1.Response, fields: list[tuple[str, str]],
+                          conn: Connection, parser: http1.ResponseParser, pending: list[http1.Event],
+                          rewrite: htmlrewrite.Rewriter) -> tuple[web.StreamResponse, bool]:
+    """A ``text/html`` page: read whole (up to MAX_BODY, else streamed on unchanged), its links
+    rewritten (:mod:`miniapi.proxy.htmlrewrite`), sent with its new length."""
+    declared = next((v for k, v in fields if k.lower() == "content-length"), "")
+    if declared.isdigit() and int(declared) > htmlrewrite.MAX_BODY:
+        return await _stream_body(request, response, fields, conn, parser, pending)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while True:
+            done = False
+            for event in pending:
+                if isinstance(event, http1.Data):
+                    chunks.append(event.data)
+                    size += len(event.data)
+                elif isinstance(event, http1.EndOfMessage):
+                    done = True
+            if done:
+                break
+            if size > htmlrewrite.MAX_BODY:
+                log.info("proxy html page larger than %d bytes: not rewritten", htmlrewrite.MAX_BODY)
+                return await _stream_body(request, response, fields, conn, parser, [http1.Data(b"".join(chunks))])
+            data = await conn.reader.read(CHUNK)
+            pending = parser.feed(data) if data else parser.feed_eof()
+    except (ProtocolError, OSError) as exc:
+        raise errors.service_unavailable(f"error trying to reach service: {exc}") from None
+    body = b"".join(chunks)
+    encoding = next((v for k, v in fields if k.lower() == "content-encoding"), "")
+    if len(body) <= INLINE_REWRITE:
+        page = htmlrewrite.rewrite_body(body, encoding, rewrite)
+    else:  # a large page: off the event loop, so other requests go on meanwhile
+        page = await asyncio.to_thread(htmlrewrite.rewrite_body, body, encoding, rewrite)
+    if page is None:
+        log.info("proxy html page does not decode as %r or is too large: not rewritten", encoding)
+        page = body
+    reply = web.Response(status=response.status, reason=response.reason or None, body=page,
+                         headers=CIMultiDict([f for f in fields if f[0].lower() != "content-length"]))
     return reply, True
 
 

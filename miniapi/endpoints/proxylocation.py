@@ -17,6 +17,12 @@
    ``--kubelet-preferred-address-types`` picks it (a name resolved once, see rule 3 of target.py);
    no port, or the kubelet's own port: the kubelet connection (https, whatever scheme was asked);
    another port: the scheme asked for, plain proxy transport.
+
+Every answer of rules 1 and 2 depends only on stored objects, so it is kept with the store's
+revision (every write bumps it) and reused while the revision stands: a proxied request then costs
+no store read and no address parsing. Any write, to whatever object, drops the kept answers, so
+nothing stale is ever used; the random endpoint choice of rule 2 still happens on every request.
+Errors are not kept. Rule 3 asks the kubelet connection info (name lookups) every time.
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ log = logging.getLogger("miniapi.proxy")
 Obj = dict[str, Any]
 _GO_INT = re.compile(r"[+-]?[0-9]+")
 DEFAULT_PORTS = {"http": 80, "https": 443}
+MEMO_SIZE = 1024
+Candidates = tuple[tuple[tuple[str, int], ...], ...]  # per Endpoints subset: the usable (ip, port) pairs
 
 
 def not_allowed(kind: str, name: str, address: str, why: str) -> errors.ApiError:
@@ -60,6 +68,8 @@ class Locator:
     def __init__(self, server: APIServer, rng: random.Random | None = None) -> None:
         self.server = server
         self.rng = rng or random.Random()
+        self._memo: dict[tuple[str, str, ProxyId], tuple[int, Backend | Candidates]] = {}
+        self._memo_revision = -1
 
     @property
     def apiserver_host(self) -> tuple[str, ...]:
@@ -67,6 +77,24 @@ class Locator:
         cfg = self.server.config
         mine = [a for a in (cfg.advertise_address, cfg.bind_address) if a and is_loopback(a)]
         return (*APISERVER_HOST, *mine)
+
+    def _kept(self, kind: str, namespace: str, pid: ProxyId) -> Backend | Candidates | None:
+        """The answer kept for this target, if no write happened since it was worked out."""
+        revision = self.server.store.revision
+        if revision != self._memo_revision:
+            self._memo.clear()
+            self._memo_revision = revision
+            return None
+        kept = self._memo.get((kind, namespace, pid))
+        return kept[1] if kept is not None and kept[0] == revision else None
+
+    def _keep(self, kind: str, namespace: str, pid: ProxyId, revision: int, answer: Backend | Candidates) -> None:
+        """Keep ``answer``, worked out from what the store held at ``revision`` (read before the first get)."""
+        if revision != self.server.store.revision:
+            return  # a write slipped in while it was worked out
+        if len(self._memo) >= MEMO_SIZE:
+            self._memo.clear()
+        self._memo[(kind, namespace, pid)] = (revision, answer)
 
     async def _get(self, key: str, namespace: str, name: str) -> Obj:
         try:
@@ -84,6 +112,10 @@ class Locator:
 
     # -- 1. pods ---------------------------------------------------------------------------------------
     async def pod(self, namespace: str, pid: ProxyId, raw: str) -> Backend:
+        kept = self._kept("pods", namespace, pid)
+        if isinstance(kept, Backend):
+            return kept
+        revision = self.server.store.revision
         try:
             port = numeric_port(pid.port)
         except ProxyRequestError:
@@ -96,7 +128,9 @@ class Locator:
         if why:
             raise not_allowed("pods", f"{namespace}/{pid.name}", ip, why)
         scheme = pid.scheme or "http"
-        return Backend(scheme, ip, port or DEFAULT_PORTS[scheme])
+        backend = Backend(scheme, ip, port or DEFAULT_PORTS[scheme])
+        self._keep("pods", namespace, pid, revision, backend)
+        return backend
 
     async def pod_refusal(self, pod: Mapping[str, Any], ip: str) -> str | None:
         if not ip:
@@ -115,6 +149,22 @@ class Locator:
 
     # -- 2. services -----------------------------------------------------------------------------------
     async def service(self, namespace: str, pid: ProxyId, raw: str) -> Backend:
+        candidates = self._kept("services", namespace, pid)
+        if not isinstance(candidates, tuple):
+            revision = self.server.store.revision
+            candidates = await self.service_candidates(namespace, pid)
+            if any(candidates):
+                self._keep("services", namespace, pid, revision, candidates)
+        if not any(candidates):
+            raise errors.service_unavailable(f'no endpoints available for service "{raw}"')
+        start = self.rng.randrange(len(candidates))
+        subset = next(c for c in candidates[start:] + candidates[:start] if c)
+        ip, port = subset[self.rng.randrange(len(subset))]
+        return Backend(pid.scheme or "http", ip, port)
+
+    async def service_candidates(self, namespace: str, pid: ProxyId) -> Candidates:
+        """Per Endpoints subset, the ready addresses with the asked port that pass
+        :meth:`endpoint_refusal`; the request picks a random subset, then a random address of it."""
         port_name = pid.port
         if _GO_INT.fullmatch(port_name):
             number = int(port_name)
@@ -128,21 +178,22 @@ class Locator:
         subsets = list(eps.get("subsets") or [])
         if not subsets:
             raise errors.service_unavailable(f'no endpoints available for service "{pid.name}"')
-        start = self.rng.randrange(len(subsets))
-        for subset in subsets[start:] + subsets[:start]:
+        candidates = []
+        for subset in subsets:
+            usable: list[tuple[str, int]] = []
             addresses = list(subset.get("addresses") or [])
             for port in subset.get("ports") or []:
-                if str(port.get("name") or "") != port_name or not addresses:
+                if str(port.get("name") or "") != port_name:
                     continue
-                first = self.rng.randrange(len(addresses))
-                for address in addresses[first:] + addresses[:first]:
+                for address in addresses:
                     why = await self.endpoint_refusal(namespace, address)
                     if why:
                         log.info("proxy skipped endpoint service=%s/%s address=%s: %s", namespace, pid.name,
                                  address.get("ip"), why)
                         continue
-                    return Backend(pid.scheme or "http", str(address["ip"]), int(port.get("port") or 0))
-        raise errors.service_unavailable(f'no endpoints available for service "{raw}"')
+                    usable.append((str(address["ip"]), int(port.get("port") or 0)))
+            candidates.append(tuple(usable))
+        return tuple(candidates)
 
     async def endpoint_refusal(self, namespace: str, address: Mapping[str, Any]) -> str | None:
         """isValidAddress, then the pod rule of step 1 for the pod behind it."""

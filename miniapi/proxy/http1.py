@@ -55,19 +55,36 @@ class State(enum.Enum):
     SWITCHED = "SWITCHED"
 
 
-@dataclass(frozen=True)
 class Headers:
-    """Header fields in arrival order; lookups are case-insensitive."""
+    """Header fields in arrival order; lookups are case-insensitive, through an index by lower-case
+    name built once (a proxied response is looked up several times). Treat as immutable."""
 
-    items: tuple[tuple[str, str], ...] = ()
+    __slots__ = ("_index", "items")
+
+    def __init__(self, items: tuple[tuple[str, str], ...] = (),
+                 index: dict[str, list[str]] | None = None) -> None:
+        self.items = items
+        if index is None:
+            index = {}
+            for k, v in items:
+                index.setdefault(k.lower(), []).append(v)
+        self._index = index
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Headers) and other.items == self.items
+
+    def __hash__(self) -> int:
+        return hash(self.items)
+
+    def __repr__(self) -> str:
+        return f"Headers(items={self.items!r})"
 
     def get(self, name: str, default: str = "") -> str:
-        low = name.lower()
-        return next((v for k, v in self.items if k.lower() == low), default)
+        found = self._index.get(name.lower())
+        return found[0] if found else default
 
     def get_all(self, name: str) -> list[str]:
-        low = name.lower()
-        return [v for k, v in self.items if k.lower() == low]
+        return list(self._index.get(name.lower(), ()))
 
 
 @dataclass(frozen=True)
@@ -101,15 +118,18 @@ def request(method: str, target: str, host: str, headers: tuple[tuple[str, str],
             user_agent: str | None = USER_AGENT) -> bytes:
     """A request head (no body). Refuses CR, LF, NUL and spaces where they would split the head.
     ``user_agent=None``: no User-Agent of our own (the proxy forwards the client's)."""
-    for part in (method, target, host, *(x for pair in headers for x in pair)):
-        if _FORBIDDEN_IN_HEAD.intersection(part):
-            raise ValueError(f"invalid character in HTTP request head: {part!r}")
     if " " in method or " " in target or not target.startswith("/"):
         raise ValueError(f"invalid request line: {method} {target}")
     agent = [f"User-Agent: {user_agent}"] if user_agent is not None else []
     lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", *agent,
-             *(f"{name}: {value}" for name, value in headers), "", ""]
-    return "\r\n".join(lines).encode("latin-1")
+             *[f"{name}: {value}" for name, value in headers], "", ""]
+    head = "\r\n".join(lines)
+    # the joins hold len(lines) - 1 CRs and LFs: any more came from a part (one C-level scan each)
+    if head.count("\r") != len(lines) - 1 or head.count("\n") != len(lines) - 1 or "\0" in head:
+        for part in (method, target, host, *(x for pair in headers for x in pair)):
+            if _FORBIDDEN_IN_HEAD.intersection(part):
+                raise ValueError(f"invalid character in HTTP request head: {part!r}")
+    return head.encode("latin-1")
 
 
 def chunk(data: bytes) -> bytes:
@@ -292,10 +312,17 @@ def parse_head(head: str) -> Response:
         raise ProtocolError(f'net/http: HTTP/1.x transport connection broken: malformed HTTP status code '
                             f'"{code_text}"')
     items = []
+    index: dict[str, list[str]] = {}
     for line in lines:
         name, sep, value = line.partition(":")
         if not sep or not name or name != name.strip() or line[:1] in (" ", "\t"):
             raise ProtocolError(f"net/http: HTTP/1.x transport connection broken: malformed MIME header "
                                 f"line: {line}")
-        items.append((name, value.strip(" \t")))
-    return Response(int(code_text), reason, Headers(tuple(items)))
+        value = value.strip(" \t")
+        items.append((name, value))
+        low = name.lower()
+        if low in index:
+            index[low].append(value)
+        else:
+            index[low] = [value]
+    return Response(int(code_text), reason, Headers(tuple(items), index))

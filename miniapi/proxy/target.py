@@ -29,7 +29,8 @@ Location handling. No I/O; :mod:`miniapi.endpoints.proxy` applies them.
    ``X-Forwarded-Host``/``-Proto`` are not set: the real Transport takes them from the incoming
    request URL's host and scheme, which are empty on a Go server. The client's ``Host`` is kept
    (ReverseProxy without UseLocationHost). Responses lose the CORS headers (``corsRemovingTransport``).
-   Not done: the real Transport also rewrites links inside ``text/html`` bodies to the proxy path.
+   Links inside ``text/html`` bodies go through :func:`rewrite_location` too
+   (:mod:`miniapi.proxy.htmlrewrite`).
 5. **Redirects** (CVE-2020-8559 class) - never followed. A plain request's 3xx goes back to the
    client with its Location rewritten by :func:`rewrite_location` (proxy/transport.go ``rewriteURL``:
    same host -> the proxy path, other host -> untouched); an upgrade request answered with anything
@@ -128,8 +129,9 @@ def join_preserving_trailing_slash(*elems: str) -> str:
 
 
 def escape_path(path: str) -> str:
-    """Go's url.EscapedPath for a path without a RawPath."""
-    return urllib.parse.quote(path, safe=_GO_PATH_SAFE)
+    """Go's url.EscapedPath for a path without a RawPath (bytes that were not UTF-8, kept as
+    surrogate escapes, come out as ``%FF``, as Go escapes them)."""
+    return urllib.parse.quote(path, safe=_GO_PATH_SAFE, errors="surrogateescape")
 
 
 # -- rule 3: addresses ---------------------------------------------------------------------------------
@@ -139,12 +141,22 @@ APISERVER_HOST = ("127.0.0.1", "::1")
 
 def address_refusal(address: str, own: Iterable[str], apiserver: Iterable[str] = APISERVER_HOST) -> str | None:
     """Why ``address`` may not be dialled (None: it may). ``own``: the target's own addresses, the
-    only loopback ones allowed; ``apiserver``: the apiserver's own host addresses, never allowed."""
+    only loopback ones allowed; ``apiserver``: the apiserver's own host addresses, never allowed.
+    A pure function of its arguments, so its answers are kept (a proxied request asks the same
+    question every time)."""
+    return _refusal(address, tuple(own), tuple(apiserver))
+
+
+_BROADCAST = ipaddress.ip_address("255.255.255.255")
+
+
+@functools.lru_cache(maxsize=4096)
+def _refusal(address: str, own: tuple[str, ...], apiserver: tuple[str, ...]) -> str | None:
     try:
         ip = _ip(address)
     except ValueError:
         return f"{address!r} is not an IP address"
-    if ip.is_unspecified or ip.is_multicast or ip == ipaddress.ip_address("255.255.255.255"):
+    if ip.is_unspecified or ip.is_multicast or ip == _BROADCAST:
         return f"{ip} is unspecified, multicast or broadcast"
     if ip.is_link_local:
         return f"{ip} is link-local"
@@ -162,16 +174,22 @@ def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return ipaddress.ip_address(address)
 
 
+@functools.lru_cache(maxsize=256)
 def is_loopback(address: str) -> bool:
     try:
-        return ipaddress.ip_address(address).is_loopback
+        return _ip(address).is_loopback
     except ValueError:
         return False
 
 
 def in_cidrs(address: str, cidrs: Iterable[str]) -> bool:
+    return _in_cidrs(address, tuple(cidrs))
+
+
+@functools.lru_cache(maxsize=4096)
+def _in_cidrs(address: str, cidrs: tuple[str, ...]) -> bool:
     try:
-        ip = ipaddress.ip_address(address)
+        ip = _ip(address)
     except ValueError:
         return False
     for cidr in cidrs:
@@ -203,6 +221,10 @@ def is_upgrade(headers: Iterable[tuple[str, str]]) -> bool:
     return "upgrade" in _connection_tokens(items) and any(k.lower() == "upgrade" for k, _ in items)
 
 
+_DROP_ALWAYS = NEVER_FORWARDED | {"host", "x-forwarded-uri", "content-length", "x-forwarded-for"}
+_DROP_PLAIN = _DROP_ALWAYS | HOP_BY_HOP
+
+
 def forward_request_headers(headers: Sequence[tuple[str, str]], client_ip: str, *, upgrade: bool = False,
                             forwarded_uri: str = "") -> list[tuple[str, str]]:
     """What the backend gets (without Host, which the caller sets from the client's).
@@ -211,20 +233,33 @@ def forward_request_headers(headers: Sequence[tuple[str, str]], client_ip: str, 
     Upgrade requests keep ``Connection``/``Upgrade`` (the handshake needs them), as the real
     tryUpgrade clones the request and only appends ``X-Forwarded-For``.
     """
-    drop = set(NEVER_FORWARDED) | {"host", "x-forwarded-uri", "content-length"}
+    drop: frozenset[str] | set[str] = _DROP_ALWAYS
     if not upgrade:
-        drop |= HOP_BY_HOP | _connection_tokens(headers)
-    out = [(k, v) for k, v in headers if k.lower() not in drop and k.lower() != "x-forwarded-for"]
-    prior = [v for k, v in headers if k.lower() == "x-forwarded-for"]
-    out.append(("X-Forwarded-For", ", ".join([*prior, client_ip]) if client_ip else ", ".join(prior)))
+        named = _connection_tokens(headers)
+        drop = _DROP_PLAIN | named if named else _DROP_PLAIN
+    out, prior = [], []
+    for k, v in headers:
+        low = k.lower()
+        if low == "x-forwarded-for":
+            prior.append(v)
+        elif low not in drop:
+            out.append((k, v))
+    if client_ip:
+        prior.append(client_ip)
+    if prior and (forwarded_for := ", ".join(prior)):
+        out.append(("X-Forwarded-For", forwarded_for))
     if forwarded_uri and not upgrade:
         out.append(("X-Forwarded-Uri", forwarded_uri))
-    return [(k, v) for k, v in out if v or k != "X-Forwarded-For"]
+    return out
+
+
+_DROP_RESPONSE = HOP_BY_HOP | CORS
 
 
 def forward_response_headers(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     """The backend's response fields the client gets: no hop-by-hop, no CORS (Location: see below)."""
-    drop = HOP_BY_HOP | CORS | _connection_tokens(headers)
+    named = _connection_tokens(headers)
+    drop = _DROP_RESPONSE | named if named else _DROP_RESPONSE
     return [(k, v) for k, v in headers if k.lower() not in drop]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -134,6 +135,19 @@ def test_get_raw_errors_are_statuses(env: Env) -> None:
     assert proc.returncode == 1 and 'Error from server (BadRequest): invalid pod request "ftp:web:80"' in proc.stderr
 
 
+def test_get_raw_html_links_point_back_through_the_proxy(env: Env) -> None:
+    """The backend's page names itself (``http://POD_IP:PORT/landed``, ``/landed``): kubectl sees links
+    through the proxy path; relative links and other hosts stay as they were."""
+    prefix = f"{NS}/pods/web:{env.ports['web']}/proxy"
+    page = env.admin.ok("get", "--raw", f"{prefix}/html")
+    assert f'<a href="{prefix}/landed">self</a> <a href="{prefix}/landed">root</a>' in page
+    assert '<a href="next.html">relative</a> <a href="http://example.invalid/away">away</a>' in page
+    assert f'<link rel="stylesheet" href="{prefix}/static/site.css"><script src="app.js">' in page
+    assert f'<img src="{prefix}/logo.png" alt="a&amp;b"><br/><form action="{prefix}/upload" method="post">' in page
+    # gzip from the backend: decoded, rewritten, encoded again; kubectl's transport asked for gzip and decodes it
+    assert env.admin.ok("get", "--raw", f"{prefix}/html?encoding=gzip") == page
+
+
 @pytest.fixture(scope="module")
 def kubectl_proxy(env: Env) -> Iterator[int]:
     """``kubectl proxy`` with a bearer-token kubeconfig: it adds ``Authorization`` to what it forwards."""
@@ -192,3 +206,11 @@ def test_kubectl_proxy_streams(env: Env, kubectl_proxy: int) -> None:
         proc.kill()
         proc.wait()
 
+
+
+def test_kubectl_proxy_then_follow_a_rewritten_link(env: Env, kubectl_proxy: int) -> None:
+    prefix = f"{NS}/services/web:http/proxy"
+    page = curl(kubectl_proxy, f"{prefix}/html")
+    found = re.search(r'<a href="([^"]*)">self</a>', page)
+    assert found is not None and found.group(1) == f"{prefix}/landed"  # was http://127.245.64.2:PORT/landed
+    assert curl(kubectl_proxy, found.group(1)) == "landed\n"

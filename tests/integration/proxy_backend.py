@@ -8,7 +8,8 @@ In-process (:func:`start`) or as a process (``python proxy_backend.py HOST PORT 
 * ``/stream``: ``first`` at once, ``second`` only after ``/release`` (proves streaming);
 * ``/upload``: reads the body chunk by chunk; ``/upload-first`` answers after the first chunk;
 * ``/ws``: a WebSocket that echoes; ``/ws-redirect``: an upgrade answered with 302;
-* ``/html``: a page with absolute links to itself.
+* ``/html``: :data:`PAGE`, links to itself and elsewhere (``?encoding=gzip|deflate|zlib|broken``,
+  ``?type=`` another Content-Type).
 """
 
 from __future__ import annotations
@@ -16,9 +17,16 @@ from __future__ import annotations
 import asyncio
 import ssl
 import sys
+import zlib
 from dataclasses import dataclass, field
 
 from aiohttp import web
+
+# /html: links to itself (absolute URL and absolute path), a relative one, one to another host
+PAGE = ('<!DOCTYPE html>\n<html><head><link rel=stylesheet href="/static/site.css"><script src="app.js"></script>'
+        '</head>\n<body><a href="{self}/landed">self</a> <a href="/landed">root</a> <a href="next.html">relative</a>'
+        ' <a href="http://example.invalid/away">away</a>\n<IMG SRC=/logo.png alt=\'a&amp;b\'><br/>'
+        '<form action="/upload" method=post></form></body></html>\n')
 
 
 @dataclass
@@ -97,8 +105,17 @@ def app(state: State | None = None) -> web.Application:
 
     async def html(request: web.Request) -> web.Response:
         own = request.transport.get_extra_info("sockname") if request.transport else ("?", 0)
-        page = f'<html><a href="http://{own[0]}:{own[1]}/landed">x</a><img src="/logo.png"></html>'
-        return web.Response(text=page, content_type="text/html")
+        page = PAGE.replace("{self}", f"http://{own[0]}:{own[1]}").encode()
+        encoding = request.query.get("encoding", "")
+        if encoding in ("gzip", "deflate", "zlib"):
+            wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": -zlib.MAX_WBITS, "zlib": zlib.MAX_WBITS}[encoding]
+            packer = zlib.compressobj(wbits=wbits)
+            page = packer.compress(page) + packer.flush()
+        elif encoding == "broken":  # says gzip, is not
+            page = b"not gzip at all"
+        header = {"gzip": "gzip", "deflate": "deflate", "zlib": "deflate", "broken": "gzip"}.get(encoding)
+        headers = {"Content-Encoding": header} if header else {}
+        return web.Response(body=page, content_type=request.query.get("type", "text/html"), headers=headers)
 
     a.router.add_route("*", "/redirect", redirect)
     a.router.add_route("*", "/redirect-away", redirect_away)

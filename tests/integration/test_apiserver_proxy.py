@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import re
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from miniapi.proxy import htmlrewrite
 from miniapi.proxy.dialer import DirectDialer
 from miniapi.proxy.errors import ConnectError
 from miniapi.selfsigned import ensure_self_signed
@@ -233,6 +236,62 @@ async def test_large_upload_and_download(env: Env) -> None:
     assert hashlib.sha256(payload).hexdigest()  # (sent intact: the length is the backend's own count)
 
 
+# -- HTML links (proxy/transport.go) ---------------------------------------------------------------------
+
+def links(page: bytes) -> list[str]:
+    return re.findall(r'(?:href|src|action)="([^"]*)"', page.decode())
+
+
+def rewritten(prefix: str) -> list[str]:
+    return [f"{prefix}/static/site.css", "app.js", f"{prefix}/landed", f"{prefix}/landed", "next.html",
+            "http://example.invalid/away", f"{prefix}/logo.png", f"{prefix}/upload"]
+
+
+@pytest.mark.parametrize("target", ["pods/web", "services/web:http"])
+async def test_html_links_point_back_through_the_proxy(env: Env, target: str) -> None:
+    reply = await env.http.call("GET", f"{NS}/{target}/proxy/html")
+    assert reply.status == 200 and reply.headers["Content-Type"] == "text/html"
+    assert links(reply.body) == rewritten(f"{NS}/{target}/proxy")
+    assert int(reply.headers["Content-Length"]) == len(reply.body)
+    assert b"<img src=" in reply.body and b"<IMG" not in reply.body  # every start tag written anew, as Go does
+
+
+@pytest.mark.parametrize("encoding,wbits", [("gzip", 16 + zlib.MAX_WBITS), ("deflate", -zlib.MAX_WBITS),
+                                            ("zlib", zlib.MAX_WBITS)])
+async def test_html_encoded_pages_are_rewritten_and_encoded_again(env: Env, encoding: str, wbits: int) -> None:
+    url = env.http.url + f"{NS}/pods/web/proxy/html?encoding={encoding}"
+    async with env.http.session.get(url, auto_decompress=False) as r:
+        body = await r.read()
+        assert r.status == 200 and r.headers["Content-Encoding"] == ("gzip" if encoding == "gzip" else "deflate")
+        assert int(r.headers["Content-Length"]) == len(body)
+    assert links(zlib.decompress(body, wbits)) == rewritten(f"{NS}/pods/web/proxy")
+
+
+async def test_html_that_does_not_decode_passes_untouched(env: Env) -> None:
+    async with env.http.session.get(env.http.url + f"{NS}/pods/web/proxy/html?encoding=broken",
+                                    auto_decompress=False) as r:
+        assert r.status == 200 and await r.read() == b"not gzip at all"
+
+
+@pytest.mark.parametrize("query", ["type=text/plain", "type=application/xhtml%2Bxml"])
+async def test_other_content_types_pass_untouched(env: Env, query: str) -> None:
+    reply = await env.http.call("GET", f"{NS}/pods/web/proxy/html?{query}")
+    assert reply.status == 200
+    assert reply.body == proxy_backend.PAGE.replace("{self}", f"http://{WEB_IP}:{env.ports['web']}").encode()
+
+
+async def test_html_larger_than_the_limit_streams_unchanged(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(htmlrewrite, "MAX_BODY", 100)
+    reply = await env.http.call("GET", f"{NS}/pods/web/proxy/html")
+    assert reply.status == 200
+    assert reply.body == proxy_backend.PAGE.replace("{self}", f"http://{WEB_IP}:{env.ports['web']}").encode()
+
+
+async def test_html_head_request_has_no_body(env: Env) -> None:
+    reply = await env.http.call("HEAD", f"{NS}/pods/web/proxy/html")
+    assert reply.status == 200 and reply.body == b""
+
+
 # -- WebSocket -------------------------------------------------------------------------------------------
 
 async def test_websocket_upgrade_is_relayed(env: Env) -> None:
@@ -331,6 +390,32 @@ async def test_endpoint_that_is_not_its_pods_address_is_skipped(env: Env) -> Non
     reply = await env.http.call("GET", f"{NS}/services/liar/proxy/")
     assert reply.status == 503 and reply.json["message"] == 'no endpoints available for service "liar"'
     assert env.guard.dialled == []
+
+
+async def test_a_pod_moved_off_its_own_address_is_refused_at_once(env: Env) -> None:
+    """The locator keeps answers only while the store's revision stands: the next request after the
+    write sees it (no stale allowance, no second dial)."""
+    echo = await env.echo(f"{NS}/pods/web/proxy/before")
+    assert echo["path"] == "/before"
+    pod = await env.http.get_json(f"{NS}/pods/web")
+    pod["status"] = {"phase": "Running", "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}]}
+    assert (await env.http.call("PUT", f"{NS}/pods/web/status", pod)).status == 200
+    reply = await env.http.call("GET", f"{NS}/pods/web/proxy/after")
+    assert reply.status == 400 and reply.json["message"] == "address not allowed"
+    assert env.guard.dialled == [(WEB_IP, env.ports["web"])]
+
+
+async def test_service_endpoints_changes_apply_to_the_next_request(env: Env) -> None:
+    assert (await env.echo(f"{NS}/services/web:http/proxy/one"))["path"] == "/one"
+    eps = await env.http.get_json(f"{NS}/endpoints/web")
+    eps["subsets"][0]["addresses"][0]["ip"] = TLS_IP  # not web's IP: skipped
+    assert (await env.http.call("PUT", f"{NS}/endpoints/web", eps)).status == 200
+    reply = await env.http.call("GET", f"{NS}/services/web:http/proxy/two")
+    assert reply.status == 503 and reply.json["message"] == 'no endpoints available for service "web:http"'
+    assert (await env.http.call("DELETE", f"{NS}/endpoints/web")).status == 200
+    reply = await env.http.call("GET", f"{NS}/services/web:http/proxy/three")
+    assert reply.status == 404 and reply.json["message"] == 'endpoints "web" not found'
+    assert env.guard.dialled == [(WEB_IP, env.ports["web"])]
 
 
 # -- services -----------------------------------------------------------------------------------------

@@ -38,6 +38,28 @@ def test_request_refuses_what_would_split_the_head(target: str) -> None:
         request("GET", target, "h:1")
 
 
+@pytest.mark.parametrize("host,headers", [
+    ("h:1\r\nX-Injected: 1", ()),
+    ("h:1", (("X-A", "v\r\nX-Injected: 1"),)),
+    ("h:1", (("X-A\n", "v"),)),
+    ("h:1", (("X-A", "v\rx"),)),
+    ("h:1", (("X-A", "v\0"),)),
+], ids=["host-crlf", "value-crlf", "name-lf", "value-cr", "value-nul"])
+def test_request_refuses_split_fields(host: str, headers: tuple[tuple[str, str], ...]) -> None:
+    with pytest.raises(ValueError, match="invalid character in HTTP request head"):
+        request("GET", "/", host, headers, user_agent=None)
+
+
+@given(st.text(max_size=8), st.text(max_size=8))
+def test_request_head_has_exactly_its_own_line_breaks(name: str, value: str) -> None:
+    try:
+        head = request("GET", "/", "h:1", (("X-" + name, value),), user_agent=None)
+    except (ValueError, UnicodeEncodeError):
+        assert set("\r\n\0") & set(name + value) or not (name + value).isascii()
+        return
+    assert head.count(b"\r\n") == 4 and head.count(b"\r") == 4 and head.count(b"\n") == 4 and b"\0" not in head
+
+
 CHUNKED = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nTransfer-Encoding: chunked\r\n\r\n"
            b"6\r\nline1\n\r\n6;ext=1\r\nline2\n\r\n0\r\nX-Trailer: t\r\n\r\n")
 
