@@ -9,9 +9,11 @@ switch is minilab's table (minilab/profiles.py): ``LAB_PROFILE=insecure|hardened
                           address and names as SANs, the nodes' IPs in their serving certs), then
                           copies each node's own files (kubelet.conf, client cert, ca.crt, serving
                           cert) into that node's volume; a node never sees the CA key.
-2. ``apiserver``          ``miniapi`` on 443, the source page's port, + the apiserver rows of the table.
+2. ``apiserver``          ``miniapi`` on 443, the source page's port, + the apiserver rows of the table
+                          (+ ``LAB_TUNNEL``'s flags, and the Konnectivity server beside it: lab/tunnel.py).
 3. ``controller-manager`` ``mini-controller-manager`` (CSR signing, service accounts, node IPAM).
-4. ``kubelet``            ``minikubelet`` of node ``LAB_NODE_NAME`` + the kubelet rows of the table.
+4. ``kubelet``            ``minikubelet`` of node ``LAB_NODE_NAME`` + the kubelet rows of the table
+                          (+ ``sshd`` or the Konnectivity agent with ``LAB_TUNNEL=ssh|konnectivity``).
 5. ``router``             nothing but forwarding (ip_forward=1 comes from the compose file).
 6. ``attacker``           in the router's namespace: honest (``LAB_ATTACK=off``) or intercepting
                           (``LAB_ATTACK=intercept``), see lab/attacker/run.py.
@@ -31,6 +33,7 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from lab import tunnel
 from lab.topology import Topology, from_env
 from minilab.profiles import Component, Level, flags_for, render, resolve
 
@@ -67,7 +70,8 @@ def apiserver_argv(top: Topology, levels: Mapping[str, Level]) -> list[str]:
             # kubeadm's choice: node names do not resolve across the lab's networks, IPs do.
             "--kubelet-preferred-address-types", "InternalIP,ExternalIP,Hostname",
             "--data-dir", "/var/lib/miniapi", "--audit-log-path", "/var/log/kubernetes/audit.log",
-            *flags_for(Component.APISERVER, levels, ca=f"{p}/ca.crt")]
+            *flags_for(Component.APISERVER, levels, ca=f"{p}/ca.crt"),
+            *tunnel.apiserver_flags(top, levels, KUBE, tunnel.mode())]
 
 
 def controller_manager_argv() -> list[str]:
@@ -111,6 +115,7 @@ def _wait_forever() -> None:
 
 def role_pki(top: Topology) -> None:
     _run(pki_argv(top))
+    tunnel.provision(top, KUBE)
     for node in top.nodes:
         target = NODE_VOLUMES / node.name
         if not target.is_dir():
@@ -123,7 +128,10 @@ def role_pki(top: Topology) -> None:
 def role_apiserver(top: Topology) -> None:
     levels = levels_from_env()
     print(render(levels), flush=True)
-    _exec(apiserver_argv(top, levels))
+    beside = tunnel.prepare_apiserver(levels, KUBE, tunnel.mode())
+    if not beside:
+        _exec(apiserver_argv(top, levels))
+    sys.exit(_supervise([*beside, apiserver_argv(top, levels)]))
 
 
 def role_controller_manager(top: Topology) -> None:
@@ -133,7 +141,7 @@ def role_controller_manager(top: Topology) -> None:
 def node_processes(top: Topology, name: str, levels: Mapping[str, Level]) -> list[list[str]]:
     """What one node container runs, each as its real command line: the kubelet first; the
     kube-proxy-like component, the SSH server (scenario 7) and the tunnel agent (scenario 8) join here."""
-    return [kubelet_argv(top, name, levels)]
+    return [kubelet_argv(top, name, levels), *tunnel.node_processes(top, name, KUBE, tunnel.mode())]
 
 
 def _supervise(argvs: list[list[str]]) -> int:
@@ -166,7 +174,9 @@ def _supervise(argvs: list[list[str]]) -> int:
 
 
 def role_kubelet(top: Topology) -> None:
-    argvs = node_processes(top, os.environ.get("LAB_NODE_NAME", ""), levels_from_env())
+    name = os.environ.get("LAB_NODE_NAME", "")
+    tunnel.prepare_node(top, name, KUBE, tunnel.mode())
+    argvs = node_processes(top, name, levels_from_env())
     if len(argvs) == 1:
         _exec(argvs[0])
     sys.exit(_supervise(argvs))

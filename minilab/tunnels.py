@@ -37,7 +37,9 @@ class KonnectivityPki:
         return self.path("konnectivity-server.socket")
 
 
-def konnectivity_pki(root: Path, nodes: list[str]) -> KonnectivityPki:
+def konnectivity_pki(root: Path, nodes: list[str], server_ips: tuple[str, ...] = ("127.0.0.1",),
+                     server_names: tuple[str, ...] = ("localhost",)) -> KonnectivityPki:
+    """``server_ips``/``server_names``: the SANs of the server's certificates (the address agents dial)."""
     d = root / "konnectivity"
     d.mkdir(parents=True, exist_ok=True)
     ca, ca_key = make_ca("konnectivity-ca", key_type="ec")
@@ -48,8 +50,8 @@ def konnectivity_pki(root: Path, nodes: list[str]) -> KonnectivityPki:
               *((f"agent-{n}", f"system:konnectivity-agent:{n}", False) for n in nodes)]
     for name, cn, server in leaves:
         key = make_key("ec")
-        cert = issue_cert(ca, ca_key, key.public_key(), cn, [], ip_addresses=["127.0.0.1"] if server else [],
-                          dns_names=["localhost"] if server else [], server=server)
+        cert = issue_cert(ca, ca_key, key.public_key(), cn, [], ip_addresses=list(server_ips) if server else [],
+                          dns_names=list(server_names) if server else [], server=server)
         write_cert(d / f"{name}.crt", cert)
         write_key(d / f"{name}.key", key)
     return KonnectivityPki(d)

@@ -284,11 +284,14 @@ class Harness:
         argv = ["docker-compose", "-p", PROJECT, "-f", str(REPO / "docker-compose.yml"), *args]
         return self.sh(argv, capture=capture, check=check, timeout=timeout, env=self.lab_env)
 
-    def up(self, profile: str, attack: str = "intercept", overrides: str = "", timeout: float = 120) -> None:
+    def up(self, profile: str, attack: str = "intercept", overrides: str = "", timeout: float = 120,
+           extra: dict[str, str] | None = None) -> None:
+        """``extra``: more lab variables, e.g. ``{"LAB_TUNNEL": "ssh", "LAB_ATTACK_PORTS": "22,10250"}``."""
         # The same variables for every later compose call, or `run` would recreate the services.
         self.lab_env = {"LAB_TAG": TAG, "LAB_BASE_IMAGE": self.base or "python:3.12-slim", "LAB_PROFILE": profile,
-                        "LAB_SET": overrides, "LAB_ATTACK": attack}
-        with self.timed(f"up ({profile}) to all nodes Ready"):
+                        "LAB_SET": overrides, "LAB_ATTACK": attack, **(extra or {})}
+        what = " ".join([profile, *(f"{k}={v}" for k, v in (extra or {}).items())])
+        with self.timed(f"up ({what}) to all nodes Ready"):
             self.compose("up", "-d", "--no-build", capture=True, timeout=timeout)
             self.wait_ready(timeout)
 
@@ -388,6 +391,11 @@ def run_all(h: Harness, profiles: Sequence[str] = ("insecure", "hardened"),
     return 1 if failed else 0
 
 
+def _extra_from_env() -> dict[str, str]:
+    """Hand-run ``up``/``scenario``: LAB_TUNNEL and LAB_ATTACK_PORTS pass through from the caller's environment."""
+    return {k: os.environ[k] for k in ("LAB_TUNNEL", "LAB_ATTACK_PORTS") if os.environ.get(k)}
+
+
 def main(argv: Sequence[str]) -> int:
     h = Harness()
     h.lock()
@@ -398,11 +406,11 @@ def main(argv: Sequence[str]) -> int:
         if cmd in ("prepare", "up"):
             h.prepare()
             if cmd == "up":
-                h.up(rest[0] if rest else "insecure")
+                h.up(rest[0] if rest else "insecure", extra=_extra_from_env())
         elif cmd == "scenario" and len(rest) == 2:
             h.base = h.base_tag()
             h.lab_env = {"LAB_TAG": TAG, "LAB_BASE_IMAGE": h.base, "LAB_PROFILE": rest[1], "LAB_SET": "",
-                         "LAB_ATTACK": "intercept"}
+                         "LAB_ATTACK": "intercept", **_extra_from_env()}
             result = h.scenario(rest[0], rest[1])
             print(result.stdout + result.stderr)
             return result.returncode
