@@ -31,16 +31,21 @@ class Topology:
     nodes: tuple[Node, ...]
     control_cidr: str
     nodes_cidr: str
+    joined: tuple[Node, ...] = ()  # LAB_JOIN_NODES: nodes with no pre-made credentials (TLS bootstrapping)
 
     @property
     def apiserver_url(self) -> str:
         return f"https://{self.apiserver_ip}:{self.apiserver_port}"
 
+    @property
+    def all_nodes(self) -> tuple[Node, ...]:
+        return self.nodes + self.joined
+
     def node(self, name: str) -> Node:
-        for n in self.nodes:
+        for n in self.all_nodes:
             if n.name == name:
                 return n
-        raise KeyError(f"no node {name!r} in LAB_NODES ({', '.join(n.name for n in self.nodes)})")
+        raise KeyError(f"no node {name!r} in LAB_NODES/LAB_JOIN_NODES ({', '.join(n.name for n in self.all_nodes)})")
 
 
 def parse_nodes(text: str) -> tuple[Node, ...]:
@@ -62,4 +67,5 @@ def from_env(env: os._Environ[str] | dict[str, str] | None = None) -> Topology:
         nodes=parse_nodes(e.get("LAB_NODES", "node1=10.221.2.11 node2=10.221.2.12")),
         control_cidr=e.get("LAB_CONTROL_CIDR", "10.221.1.0/24"),
         nodes_cidr=e.get("LAB_NODES_CIDR", "10.221.2.0/24"),
+        joined=parse_nodes(e.get("LAB_JOIN_NODES", "")),
     )

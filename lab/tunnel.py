@@ -67,7 +67,7 @@ def provision(top: Topology, kube: Path) -> None:
     ensure_keypair(str(ssh / "tunnel.key"))
     tunnel_pub = authorized_key(str(ssh / "tunnel.key"))
     known = []
-    for node in top.nodes:
+    for node in top.all_nodes:
         d = kube / "nodes" / node.name / "ssh"
         d.mkdir(parents=True, exist_ok=True)
         host_key = d / "ssh_host_ed25519_key"
@@ -82,9 +82,9 @@ def provision(top: Topology, kube: Path) -> None:
 
     konn = kube / "konnectivity"
     if not (konn / "ca.crt").exists():
-        konnectivity_pki(kube, [n.name for n in top.nodes], server_ips=(top.apiserver_ip, "127.0.0.1"),
+        konnectivity_pki(kube, [n.name for n in top.all_nodes], server_ips=(top.apiserver_ip, "127.0.0.1"),
                          server_names=("apiserver", "localhost"))
-    for node in top.nodes:
+    for node in top.all_nodes:
         d = kube / "nodes" / node.name / "konnectivity"
         d.mkdir(parents=True, exist_ok=True)
         shutil.copy2(konn / "ca.crt", d / "ca.crt")
