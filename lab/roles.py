@@ -18,6 +18,8 @@ switch is minilab's table (minilab/profiles.py): ``LAB_PROFILE=insecure|hardened
 6. ``attacker``           in the router's namespace: honest (``LAB_ATTACK=off``) or intercepting
                           (``LAB_ATTACK=intercept``), see lab/attacker/run.py.
 7. ``idle``               the client container between ``docker compose exec`` sessions.
+8. ``bootstrap-token``    one-shot: the Secret ``kube-system/bootstrap-token-<id>`` (as ``kubeadm token create``)
+                          for the nodes of ``LAB_JOIN_NODES`` (node3: TLS bootstrapping, scenario 6).
 
 Routes across the router are set by docker/entrypoint.sh before any role starts.
 """
@@ -85,6 +87,12 @@ def controller_manager_argv() -> list[str]:
 def kubelet_argv(top: Topology, name: str, levels: Mapping[str, Level]) -> list[str]:
     node = top.node(name)
     p = KUBE / "pki"
+    if node in top.joined:  # TLS bootstrapping; the hardened serving cert comes by --rotate-server-certificates
+        return ["minikubelet", "--kubeconfig", f"{KUBE}/kubelet.conf", "--bootstrap-kubeconfig",
+                f"{KUBE}/bootstrap-kubelet.conf", "--hostname-override", node.name, "--node-ip", node.ip,
+                "--address", "0.0.0.0", "--port", "10250", "--root-dir", "/var/lib/kubelet",
+                *flags_for(Component.KUBELET, levels, joined=True, ca=f"{p}/ca.crt", cert="", key="",
+                           read_only_port="10255")]
     return ["minikubelet", "--kubeconfig", f"{KUBE}/kubelet.conf", "--hostname-override", node.name,
             "--node-ip", node.ip, "--address", "0.0.0.0", "--port", "10250", "--root-dir", "/var/lib/kubelet",
             *flags_for(Component.KUBELET, levels, ca=f"{p}/ca.crt", cert=f"{p}/kubelet.crt",
@@ -123,6 +131,40 @@ def role_pki(top: Topology) -> None:
             continue
         shutil.copytree(KUBE / "nodes" / node.name, target, dirs_exist_ok=True)
         print(f"copied nodes/{node.name}/ (kubelet.conf, pki/) into {node.name}'s volume", flush=True)
+    for node in top.joined:  # TLS bootstrapping: the cluster CA and the bootstrap token's kubeconfig, nothing else
+        target = NODE_VOLUMES / node.name
+        if not target.is_dir():
+            print(f"no volume mounted at {target}; node {node.name} gets no files", flush=True)
+            continue
+        (target / "pki").mkdir(exist_ok=True)
+        shutil.copy2(KUBE / "pki" / "ca.crt", target / "pki" / "ca.crt")
+        shutil.copy2(KUBE / "bootstrap-kubelet.conf", target / "bootstrap-kubelet.conf")
+        if (KUBE / "nodes" / node.name).is_dir():  # the tunnels' material (lab/tunnel.py)
+            shutil.copytree(KUBE / "nodes" / node.name, target, dirs_exist_ok=True)
+        print(f"copied pki/ca.crt and bootstrap-kubelet.conf (no credentials of its own) into {node.name}'s volume",
+              flush=True)
+
+
+def role_bootstrap_token(top: Topology) -> None:
+    """One-shot, once the apiserver is up: the bootstrap token of bootstrap-kubelet.conf as the Secret
+    ``kube-system/bootstrap-token-<id>``, with the fields ``kubeadm token create`` writes (24 h TTL)."""
+    import datetime as dt
+
+    token_id, secret = (KUBE / "bootstrap-token").read_text().strip().split(".")
+    expires = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=24)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    fields = {"description": "lab: bootstrap token for the nodes of LAB_JOIN_NODES (kubeadm token create)",
+              "token-id": token_id, "token-secret": secret, "expiration": expires,
+              "usage-bootstrap-authentication": "true", "usage-bootstrap-signing": "true",
+              "auth-extra-groups": "system:bootstrappers:kubeadm:default-node-token"}
+    argv = ["kubectl", "--kubeconfig", str(KUBE / "admin.conf"), "-n", "kube-system", "create", "secret", "generic",
+            f"bootstrap-token-{token_id}", "--type", "bootstrap.kubernetes.io/token",
+            *(f"--from-literal={k}={v}" for k, v in fields.items())]
+    print("+ " + shlex.join(a if not a.startswith("--from-literal=token-secret=") else
+                            "--from-literal=token-secret=<secret>" for a in argv), flush=True)
+    got = subprocess.run(argv, capture_output=True, text=True)
+    print((got.stdout + got.stderr).strip(), flush=True)
+    if got.returncode != 0 and "AlreadyExists" not in got.stderr:
+        sys.exit(got.returncode)
 
 
 def role_apiserver(top: Topology) -> None:
@@ -200,7 +242,8 @@ def role_idle(top: Topology) -> None:
 
 ROLES: dict[str, Callable[[Topology], None]] = {
     "pki": role_pki, "apiserver": role_apiserver, "controller-manager": role_controller_manager,
-    "kubelet": role_kubelet, "router": role_router, "attacker": role_attacker, "idle": role_idle,
+    "kubelet": role_kubelet, "bootstrap-token": role_bootstrap_token, "router": role_router,
+    "attacker": role_attacker, "idle": role_idle,
 }
 
 

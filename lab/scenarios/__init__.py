@@ -11,6 +11,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from lab.scenarios import agent_tunnel, kubelet_api, kubelet_mitm, ssh_tunnel
+from lab.scenarios import agent_tunnel, bootstrap, kubelet_api, kubelet_mitm, ssh_tunnel
 
-SCENARIOS: dict[str, ModuleType] = {m.NAME: m for m in (kubelet_mitm, kubelet_api, ssh_tunnel, agent_tunnel)}
+SCENARIOS: dict[str, ModuleType] = {m.NAME: m for m in (kubelet_mitm, kubelet_api, bootstrap, ssh_tunnel, agent_tunnel)}

@@ -46,7 +46,9 @@ DEBOOTSTRAP_INCLUDE = ("python3,python3-venv,python3-pip,ca-certificates,iptable
                        "procps,openssh-server,netcat-openbsd")
 BASE_PYTHON = (3, 11)  # bookworm's python3; wheels such as aiohttp's are cp311-specific
 TOOLS = {"dockerd": "docker.io", "docker-compose": "docker-compose", "debootstrap": "debootstrap"}
-SERVICES = ("apiserver", "controller-manager", "router", "attacker", "node1", "node2", "client")
+SERVICES = ("apiserver", "controller-manager", "router", "attacker", "node1", "node2", "node3", "client")
+JOBS = ("pki", "bootstrap-token")  # one-shots: must exit 0
+NODES = {"node1", "node2", "node3"}  # node3 joins by TLS bootstrapping (a second or so after the others)
 
 
 class HarnessError(RuntimeError):
@@ -314,9 +316,10 @@ class Harness:
 
     def _not_ready(self) -> str | None:
         containers = self._containers()
-        pki = containers.get("pki", {}).get("State", {})
-        if pki.get("Status") == "exited" and pki.get("ExitCode") != 0:
-            return f"FAILED: the pki job exited {pki.get('ExitCode')}"
+        for job in JOBS:
+            state = containers.get(job, {}).get("State", {})
+            if state.get("Status") == "exited" and state.get("ExitCode") != 0:
+                return f"FAILED: the {job} job exited {state.get('ExitCode')}"
         for name in SERVICES:
             state = containers.get(name, {}).get("State", {})
             if state.get("Status") == "exited":
@@ -331,7 +334,7 @@ class Harness:
             return f"kubectl get nodes: {nodes.stderr.strip()[-300:]}"
         ready = {n["metadata"]["name"] for n in json.loads(nodes.stdout)["items"]
                  if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))}
-        return None if ready >= {"node1", "node2"} else f"nodes Ready: {sorted(ready)}"
+        return None if ready >= NODES else f"nodes Ready: {sorted(ready)}"
 
     def scenario(self, name: str, mode: str) -> subprocess.CompletedProcess[str]:
         with self.timed(f"scenario {name} ({mode})"):
