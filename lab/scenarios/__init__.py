@@ -1,10 +1,9 @@
 """``lab scenario NAME``: one module per scenario of the workshop, each with ``NAME``, ``SUMMARY``,
 ``PATHS`` (the rows of minilab/profiles.py that decide its outcome) and ``run(ctx)``.
 
-Numbers are the issue's/guide's: (1) kubelet-mitm, (3) kubelet-api. Still to come: (2) the relay
-stopped by kubelet webhook authn/authz, (4) apiserver proxy over HTTP, (5) a stolen service-account
-token, (6) TLS bootstrapping + scenario 1 against the CA-signed serving cert, (7) SSH tunnels,
-(8) the agent tunnel, (9) control-plane components on the secure port.
+Numbers are the issue's/guide's: (1) kubelet-mitm, (3) kubelet-api, (6) bootstrap, (7) ssh-tunnel,
+(8) agent-tunnel. Still to come: (2) the relay stopped by kubelet webhook authn/authz, (4) apiserver proxy
+over HTTP, (5) a stolen service-account token, (9) control-plane components on the secure port.
 """
 
 from __future__ import annotations
