@@ -100,8 +100,9 @@ PATHS: tuple[PathSetting, ...] = (
     PathSetting(
         "ssh-host-key", Component.SSH_TUNNEL,
         (), ("--ssh-known-hosts={known_hosts}",),
-        "with SSH tunnels (--ssh-user/--ssh-keyfile): the apiserver checks each node's SSH host key against "
-        "known_hosts instead of accepting whoever answers on port 22 (the historical behaviour)",
+        "with SSH tunnels (--ssh-user/--ssh-keyfile; the docker lab's LAB_TUNNEL=ssh, minilab up has none): the "
+        "apiserver checks each node's SSH host key against known_hosts instead of accepting whoever answers on "
+        "port 22 (the historical behaviour)",
         "Dieser Tunnel stellt sicher, dass der Datenverkehr nicht außerhalb des Netzwerks sichtbar ist, in dem "
         "die Knoten ausgeführt werden."),
 )
