@@ -291,7 +291,7 @@ class Harness:
         """``extra``: more lab variables, e.g. ``{"LAB_TUNNEL": "ssh", "LAB_ATTACK_PORTS": "22,10250"}``."""
         # The same variables for every later compose call, or `run` would recreate the services.
         self.lab_env = {"LAB_TAG": TAG, "LAB_BASE_IMAGE": self.base or "python:3.12-slim", "LAB_PROFILE": profile,
-                        "LAB_SET": overrides, "LAB_ATTACK": attack, **(extra or {})}
+                        "LAB_SET": overrides, "LAB_ATTACK": attack, "LAB_TUNNEL": "direct", **(extra or {})}
         what = " ".join([profile, *(f"{k}={v}" for k, v in (extra or {}).items())])
         with self.timed(f"up ({what}) to all nodes Ready"):
             self.compose("up", "-d", "--no-build", capture=True, timeout=timeout)
