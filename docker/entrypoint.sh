@@ -6,7 +6,8 @@
 #    other lab network, only through the router (and the attacker in its namespace); without the
 #    route docker's isolation rules drop the packets.
 # 2. A node's SSH host key is made here, per container (the base image has none), so no two nodes
-#    share one: the SSH-tunnel scenario (7) checks it against known_hosts. Ed25519 only: fast.
+#    share one. Ed25519 only: fast. (The tunnel sshd of LAB_TUNNEL=ssh, scenario 7, uses the host key
+#    the pki job made for the node instead, so the apiserver's known_hosts can list it: lab/tunnel.py.)
 set -e
 ip route del default 2>/dev/null || true
 for route in $LAB_ROUTES; do

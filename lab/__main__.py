@@ -3,7 +3,7 @@
     lab scenario --list
     lab scenario kubelet-mitm [--mode insecure|hardened]   # run from the client container:
         docker compose run --rm client lab scenario kubelet-mitm
-    lab role apiserver|controller-manager|kubelet|pki|router|attacker|idle   # the compose services' command
+    lab role apiserver|controller-manager|kubelet|pki|bootstrap-token|router|attacker|idle   # services' command
 
 ``--mode`` names the profile the scenario expects the lab to run; it must agree with the lab's
 ``LAB_PROFILE`` (both come from the same env file), so a scenario never judges a lab it was not

@@ -9,14 +9,18 @@ switch is minilab's table (minilab/profiles.py): ``LAB_PROFILE=insecure|hardened
                           address and names as SANs, the nodes' IPs in their serving certs), then
                           copies each node's own files (kubelet.conf, client cert, ca.crt, serving
                           cert) into that node's volume; a node never sees the CA key.
-2. ``apiserver``          ``miniapi`` on 443, the source page's port, + the apiserver rows of the table.
+2. ``apiserver``          ``miniapi`` on 443, the source page's port, + the apiserver rows of the table
+                          (+ ``LAB_TUNNEL``'s flags, and the Konnectivity server beside it: lab/tunnel.py).
 3. ``controller-manager`` ``mini-controller-manager`` (CSR signing, service accounts, node IPAM).
 4. ``kubelet``            the node: its pod network (lab/podnet.py), then ``minikubelet`` of node
-                          ``LAB_NODE_NAME`` (+ the kubelet rows of the table) and ``minikubeproxy``.
+                          ``LAB_NODE_NAME`` (+ the kubelet rows of the table) and ``minikubeproxy``
+                          (+ ``sshd`` or the Konnectivity agent with ``LAB_TUNNEL=ssh|konnectivity``).
 5. ``router``             forwarding (ip_forward=1 comes from the compose file) + a route per pod CIDR.
 6. ``attacker``           in the router's namespace: honest (``LAB_ATTACK=off``) or intercepting
                           (``LAB_ATTACK=intercept``), see lab/attacker/run.py.
 7. ``idle``               the client container between ``docker compose exec`` sessions.
+8. ``bootstrap-token``    one-shot: the Secret ``kube-system/bootstrap-token-<id>`` (as ``kubeadm token create``)
+                          for the nodes of ``LAB_JOIN_NODES`` (node3: TLS bootstrapping, scenario 6).
 
 Routes across the router are set by docker/entrypoint.sh before any role starts.
 """
@@ -32,7 +36,7 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from lab import podnet
+from lab import podnet, tunnel
 from lab.topology import Topology, from_env
 from minilab.profiles import Component, Level, flags_for, render, resolve
 
@@ -70,7 +74,8 @@ def apiserver_argv(top: Topology, levels: Mapping[str, Level]) -> list[str]:
             # kubeadm's choice: node names do not resolve across the lab's networks, IPs do.
             "--kubelet-preferred-address-types", "InternalIP,ExternalIP,Hostname",
             "--data-dir", "/var/lib/miniapi", "--audit-log-path", "/var/log/kubernetes/audit.log",
-            *flags_for(Component.APISERVER, levels, ca=f"{p}/ca.crt")]
+            *flags_for(Component.APISERVER, levels, ca=f"{p}/ca.crt"),
+            *tunnel.apiserver_flags(top, levels, KUBE, tunnel.mode())]
 
 
 def controller_manager_argv() -> list[str]:
@@ -84,6 +89,12 @@ def controller_manager_argv() -> list[str]:
 def kubelet_argv(top: Topology, name: str, levels: Mapping[str, Level]) -> list[str]:
     node = top.node(name)
     p = KUBE / "pki"
+    if node in top.joined:  # TLS bootstrapping; the hardened serving cert comes by --rotate-server-certificates
+        return ["minikubelet", "--kubeconfig", f"{KUBE}/kubelet.conf", "--bootstrap-kubeconfig",
+                f"{KUBE}/bootstrap-kubelet.conf", "--hostname-override", node.name, "--node-ip", node.ip,
+                "--address", "0.0.0.0", "--port", "10250", "--root-dir", "/var/lib/kubelet",
+                *flags_for(Component.KUBELET, levels, joined=True, ca=f"{p}/ca.crt", cert="", key="",
+                           read_only_port="10255")]
     return ["minikubelet", "--kubeconfig", f"{KUBE}/kubelet.conf", "--hostname-override", node.name,
             "--node-ip", node.ip, "--address", "0.0.0.0", "--port", "10250", "--root-dir", "/var/lib/kubelet",
             "--pod-cidr", top.pod_cidr(name),
@@ -122,6 +133,7 @@ def _wait_forever() -> None:
 
 def role_pki(top: Topology) -> None:
     _run(pki_argv(top))
+    tunnel.provision(top, KUBE)
     for node in top.nodes:
         target = NODE_VOLUMES / node.name
         if not target.is_dir():
@@ -131,12 +143,50 @@ def role_pki(top: Topology) -> None:
         shutil.copy2(KUBE / "kube-proxy.conf", target / "kube-proxy.conf")
         print(f"copied nodes/{node.name}/ (kubelet.conf, pki/) and kube-proxy.conf into {node.name}'s volume",
               flush=True)
+    for node in top.joined:  # TLS bootstrapping: the cluster CA and the bootstrap token's kubeconfig, nothing else
+        target = NODE_VOLUMES / node.name
+        if not target.is_dir():
+            print(f"no volume mounted at {target}; node {node.name} gets no files", flush=True)
+            continue
+        (target / "pki").mkdir(exist_ok=True)
+        shutil.copy2(KUBE / "pki" / "ca.crt", target / "pki" / "ca.crt")
+        shutil.copy2(KUBE / "bootstrap-kubelet.conf", target / "bootstrap-kubelet.conf")
+        shutil.copy2(KUBE / "kube-proxy.conf", target / "kube-proxy.conf")  # kube-proxy's, as a DaemonSet would get
+        if (KUBE / "nodes" / node.name).is_dir():  # the tunnels' material (lab/tunnel.py)
+            shutil.copytree(KUBE / "nodes" / node.name, target, dirs_exist_ok=True)
+        print(f"copied pki/ca.crt, bootstrap-kubelet.conf and kube-proxy.conf (no kubelet credentials) into "
+              f"{node.name}'s volume", flush=True)
+
+
+def role_bootstrap_token(top: Topology) -> None:
+    """One-shot, once the apiserver is up: the bootstrap token of bootstrap-kubelet.conf as the Secret
+    ``kube-system/bootstrap-token-<id>``, with the fields ``kubeadm token create`` writes (24 h TTL)."""
+    import datetime as dt
+
+    token_id, secret = (KUBE / "bootstrap-token").read_text().strip().split(".")
+    expires = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=24)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    fields = {"description": "lab: bootstrap token for the nodes of LAB_JOIN_NODES (kubeadm token create)",
+              "token-id": token_id, "token-secret": secret, "expiration": expires,
+              "usage-bootstrap-authentication": "true", "usage-bootstrap-signing": "true",
+              "auth-extra-groups": "system:bootstrappers:kubeadm:default-node-token"}
+    argv = ["kubectl", "--kubeconfig", str(KUBE / "admin.conf"), "-n", "kube-system", "create", "secret", "generic",
+            f"bootstrap-token-{token_id}", "--type", "bootstrap.kubernetes.io/token",
+            *(f"--from-literal={k}={v}" for k, v in fields.items())]
+    print("+ " + shlex.join(a if not a.startswith("--from-literal=token-secret=") else
+                            "--from-literal=token-secret=<secret>" for a in argv), flush=True)
+    got = subprocess.run(argv, capture_output=True, text=True)
+    print((got.stdout + got.stderr).strip(), flush=True)
+    if got.returncode != 0 and "AlreadyExists" not in got.stderr:
+        sys.exit(got.returncode)
 
 
 def role_apiserver(top: Topology) -> None:
     levels = levels_from_env()
     print(render(levels), flush=True)
-    _exec(apiserver_argv(top, levels))
+    beside = tunnel.prepare_apiserver(levels, KUBE, tunnel.mode())
+    if not beside:
+        _exec(apiserver_argv(top, levels))
+    sys.exit(_supervise([*beside, apiserver_argv(top, levels)]))
 
 
 def role_controller_manager(top: Topology) -> None:
@@ -146,7 +196,8 @@ def role_controller_manager(top: Topology) -> None:
 def node_processes(top: Topology, name: str, levels: Mapping[str, Level]) -> list[list[str]]:
     """What one node container runs, each as its real command line: the kubelet first; the
     kube-proxy-like component, the SSH server (scenario 7) and the tunnel agent (scenario 8) join here."""
-    return [kubelet_argv(top, name, levels), kube_proxy_argv(name)]
+    return [kubelet_argv(top, name, levels), kube_proxy_argv(name),
+            *tunnel.node_processes(top, name, KUBE, tunnel.mode())]
 
 
 def _supervise(argvs: list[list[str]]) -> int:
@@ -182,6 +233,7 @@ def role_kubelet(top: Topology) -> None:
     name = os.environ.get("LAB_NODE_NAME", "")
     if any(n.name == name for n in top.nodes):  # a node outside LAB_NODES has no fixed pod CIDR to route
         podnet.apply(podnet.node_commands(top, name))
+    tunnel.prepare_node(top, name, KUBE, tunnel.mode())
     argvs = node_processes(top, name, levels_from_env())
     if len(argvs) == 1:
         _exec(argvs[0])
@@ -207,7 +259,8 @@ def role_idle(top: Topology) -> None:
 
 ROLES: dict[str, Callable[[Topology], None]] = {
     "pki": role_pki, "apiserver": role_apiserver, "controller-manager": role_controller_manager,
-    "kubelet": role_kubelet, "router": role_router, "attacker": role_attacker, "idle": role_idle,
+    "kubelet": role_kubelet, "bootstrap-token": role_bootstrap_token, "router": role_router,
+    "attacker": role_attacker, "idle": role_idle,
 }
 
 

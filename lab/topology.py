@@ -51,16 +51,21 @@ class Topology:
     nodes_cidr: str
     cluster_cidr: str = "10.244.0.0/16"
     service_cidr: str = "10.96.0.0/12"
+    joined: tuple[Node, ...] = ()  # LAB_JOIN_NODES: nodes with no pre-made credentials (TLS bootstrapping)
 
     @property
     def apiserver_url(self) -> str:
         return f"https://{self.apiserver_ip}:{self.apiserver_port}"
 
+    @property
+    def all_nodes(self) -> tuple[Node, ...]:
+        return self.nodes + self.joined
+
     def node(self, name: str) -> Node:
-        for n in self.nodes:
+        for n in self.all_nodes:
             if n.name == name:
                 return n
-        raise KeyError(f"no node {name!r} in LAB_NODES ({', '.join(n.name for n in self.nodes)})")
+        raise KeyError(f"no node {name!r} in LAB_NODES/LAB_JOIN_NODES ({', '.join(n.name for n in self.all_nodes)})")
 
     def pod_cidr(self, name: str) -> str:
         """Node number i (1-based, LAB_NODES order) -> the i-th /24 of the cluster CIDR."""
@@ -99,4 +104,5 @@ def from_env(env: os._Environ[str] | dict[str, str] | None = None) -> Topology:
         nodes_cidr=e.get("LAB_NODES_CIDR", "10.221.2.0/24"),
         cluster_cidr=e.get("LAB_CLUSTER_CIDR", "10.244.0.0/16"),
         service_cidr=e.get("LAB_SERVICE_CIDR", "10.96.0.0/12"),
+        joined=parse_nodes(e.get("LAB_JOIN_NODES", "")),
     )

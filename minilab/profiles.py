@@ -37,6 +37,7 @@ class Level(StrEnum):
 class Component(StrEnum):
     APISERVER = "apiserver"
     KUBELET = "kubelet"
+    SSH_TUNNEL = "ssh"  # apiserver flags that apply only with --ssh-user/--ssh-keyfile (the lab's LAB_TUNNEL=ssh)
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,14 @@ PATHS: tuple[PathSetting, ...] = (
         "the read-only HTTP port (no TLS, no authn, /pods for everyone) is closed",
         "Ausserdem sollte Kubelet Authentifizierung und/oder Autorisierung aktiviert sein, um die "
         "kubelet-API zu sichern."),
+    PathSetting(
+        "ssh-host-key", Component.SSH_TUNNEL,
+        (), ("--ssh-known-hosts={known_hosts}",),
+        "with SSH tunnels (--ssh-user/--ssh-keyfile; the docker lab's LAB_TUNNEL=ssh, minilab up has none): the "
+        "apiserver checks each node's SSH host key against known_hosts instead of accepting whoever answers on "
+        "port 22 (the historical behaviour)",
+        "Dieser Tunnel stellt sicher, dass der Datenverkehr nicht außerhalb des Netzwerks sichtbar ist, in dem "
+        "die Knoten ausgeführt werden."),
 )
 BY_NAME: Mapping[str, PathSetting] = {p.name: p for p in PATHS}
 

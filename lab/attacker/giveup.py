@@ -12,7 +12,9 @@ example (our own small version, keyed by client address and server instead of se
                           the bytes through untouched (loot ``passthrough``); the client talks to the
                           real apiserver and the attacker reads nothing.
 
-Only servers in ``GIVE_UP_ON`` (the apiserver's address) are given up on: on the apiserver ->
+Only servers in ``GIVE_UP_ON`` are given up on: the apiserver's secure port, and the Konnectivity
+server's agent port (scenario 8: the agents dial OUT to it with mutual TLS; intercepting every retry
+would only keep the node's tunnel down, a denial of service that reads nothing). On the apiserver ->
 kubelet path a refusal is the lesson of scenario 1, and the attacker keeps trying there.
 """
 
@@ -27,7 +29,9 @@ if TYPE_CHECKING:  # only mitmproxy's venv has it; the hooks need just the attri
     from mitmproxy import tls
 
 LOOT = loot.DEFAULT
-GIVE_UP_ON = {f"{os.environ.get('LAB_APISERVER_IP', '10.221.1.10')}:{os.environ.get('LAB_APISERVER_PORT', '443')}"}
+APISERVER_IP = os.environ.get("LAB_APISERVER_IP", "10.221.1.10")
+AGENT_PORT = 8132  # Konnectivity agents -> server (lab/tunnel.py)
+GIVE_UP_ON = {f"{APISERVER_IP}:{os.environ.get('LAB_APISERVER_PORT', '443')}", f"{APISERVER_IP}:{AGENT_PORT}"}
 
 
 def _pair(data: tls.ClientHelloData | tls.TlsData) -> tuple[str, str]:
@@ -45,6 +49,9 @@ class GiveUp:
         pair = _pair(data)
         if pair[1] in GIVE_UP_ON and pair not in self.refused:
             self.refused.add(pair)
+            if pair[1].endswith(f":{AGENT_PORT}"):
+                print(f"[attacker] the agent on {pair[0]} refused my certificate for {pair[1]} (mutual TLS with its "
+                      "own CA): I pass its connections through from now on; I cannot read them", flush=True)
             print(f"[attacker] giving up on {pair[0]} -> {pair[1]}: it verifies; its connections pass through "
                   "untouched from now on (intercepting it would only break the cluster and give me away)",
                   flush=True)

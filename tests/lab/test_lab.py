@@ -156,3 +156,23 @@ def test_kubelet_relay(lab: tuple[Harness, str]) -> None:
     mitm = h.scenario("kubelet-mitm", profile)
     assert mitm.returncode == 0, mitm.stdout + mitm.stderr
     assert "the kubelet refuses the relay" in mitm.stdout, mitm.stdout
+
+
+def test_bootstrap(lab: tuple[Harness, str]) -> None:
+    """Scenario 6: node3 joined by TLS bootstrapping; hardened, its serving CSR is approved by the scenario."""
+    h, profile = lab
+    result = h.scenario("bootstrap", profile)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "kubernetes.io/kube-apiserver-client-kubelet   system:bootstrap:" in out and "Approved,Issued" in out
+    attacker = _attacker_log(h)
+    if profile == "insecure":
+        assert "issuer=CN = node3-ca@" in out, out
+        assert "STOLEN logs of default/join-demo-" in attacker and "db-password=" in attacker, attacker
+    else:
+        assert any(ln.split()[2:4] == ["kubernetes.io/kubelet-serving", "system:node:node3"] and ln.endswith("Pending")
+                   for ln in out.splitlines() if ln.strip().startswith("csr-")), out
+        assert "approved" in out and "issuer=CN = kubernetes" in out and "Verify return code: 0 (ok)" in out, out
+        assert X509 in out
+        assert "STOLEN logs of default/join-demo-" not in attacker, attacker
+        assert "TLS dropped: 10.221.1.10" in attacker or "TLS refused: 10.221.1.10" in attacker, attacker
