@@ -6,7 +6,9 @@ write, as in k8s.io/apiserver/pkg/endpoints/handlers:
 1. decode the body (JSON, YAML or protobuf) and check kind/apiVersion, namespace and name against the
    URL;
 2. namespace lifecycle: the namespace must exist and not be terminating;
-3. strategy.prepare_* (defaults, server-owned fields, admission), then strategy.validate* -> 422;
+3. admission (:mod:`miniapi.admission`, e.g. NodeRestriction) on the decoded object -> 403;
+   strategy.prepare_* (defaults, server-owned fields, the ServiceAccount plugin), then
+   strategy.validate* -> 422;
 4. the store write with optimistic concurrency (409 Conflict on a stale resourceVersion); an update
    that changes nothing is not written and keeps its resourceVersion (GuaranteedUpdate's no-op check);
 5. ``dryRun=All`` stops before step 4 and answers as if written.
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from miniapi import errors
+from miniapi.admission import Attributes, Operation
 from miniapi.endpoints import negotiation
 from miniapi.endpoints.objects import (
     Filter,
@@ -66,6 +69,14 @@ class RestHandlers:
         options = _OPTIONS_KIND.get(info.verb, "DeleteOptions")
         dry = dry_run(request.query.getall("dryRun", []), options)
         return Ctx(self.server, request[USER], info, dry_run=dry)
+
+    async def admit(self, request: web.Request, rt: ResourceType, op: Operation, name: str, obj: Obj | None,
+                    old: Obj | None = None) -> None:
+        """The admission chain for one write (403 if a plugin refuses)."""
+        info = request[INFO]
+        await self.server.admission.admit(Attributes(
+            request[USER], op, rt.group, rt.resource, info.subresource,
+            info.namespace if rt.namespaced else "", name, obj, old))
 
     def respond(self, request: web.Request, rt: ResourceType, obj: Obj, status: int = 200) -> web.Response:
         with_type(rt, obj)
@@ -163,6 +174,7 @@ class RestHandlers:
         if not meta.get("name") and isinstance(meta.get("generateName"), str) and meta["generateName"]:
             meta["name"] = meta["generateName"] + _random_suffix()
         await self.check_namespace(rt, meta.get("namespace", ""), creating=True)
+        await self.admit(request, rt, Operation.CREATE, str(meta.get("name") or ""), obj)
         stamp_new(obj)
         with_type(rt, obj)
         self.invalid_if(rt, str(meta.get("name") or ""), strategy.validate_metadata(obj))
@@ -182,6 +194,7 @@ class RestHandlers:
         info, ctx = request[INFO], self.ctx(request)
         self.check_identity(rt, new, info, creating=False)
         with_type(rt, new)
+        await self.admit(request, rt, Operation.UPDATE, info.name, new, old)
         sub = info.subresource
         if sub == "status":
             await strategy.prepare_status_update(ctx, new, old)
@@ -263,6 +276,7 @@ class RestHandlers:
         namespace = info.namespace if rt.namespaced else ""
         with store_errors(rt, info.name):
             obj = await self.store.get(rt.key, namespace, info.name)
+        await self.admit(request, rt, Operation.DELETE, info.name, None, obj)
         if info.resource == "namespaces" and info.name in _protected_namespaces():
             raise errors.forbidden(f'namespaces "{info.name}" is forbidden: this namespace may not be '
                                    "deleted", "namespaces", info.name)
@@ -311,6 +325,7 @@ class RestHandlers:
         for obj in items:
             if not keep(obj):
                 continue
+            await self.admit(request, rt, Operation.DELETE, obj["metadata"]["name"], None, obj)
             if "All" not in (options.get("dryRun") or []):
                 try:
                     await self.finish_delete(request, rt, strategy, ctx, obj, options, None)

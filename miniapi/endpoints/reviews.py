@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from miniapi import errors
+from miniapi import admission, errors
 from miniapi.authn.base import AuthenticationError, AuthResponse, Credentials
 from miniapi.authn.serviceaccount import ServiceAccountAuthenticator
 from miniapi.authz.base import Attributes, Decision
@@ -66,6 +66,9 @@ class Reviews:
         assert sa_rt is not None
         with store_errors(sa_rt, info.name):
             sa = await self.server.store.get("serviceaccounts", info.namespace, info.name)
+        await self.server.admission.admit(admission.Attributes(  # NodeRestriction: a pod on this node
+            request[USER], admission.Operation.CREATE, "", "serviceaccounts", "token", info.namespace, info.name,
+            body))
         seconds = spec.get("expirationSeconds", 3600)
         if not isinstance(seconds, int) or seconds < 600:
             raise errors.invalid("TokenRequest", info.name, [cause(
