@@ -268,10 +268,41 @@ def validate(cfg: Config) -> Config:
                         "are not verified (apiserver -> kubelet connections can be intercepted)")
     warnings.extend(_validate_tunnels(cfg))
     warnings.extend(_validate_admission(cfg))
+    warnings.extend(_validate_token_expiration(cfg))
     if not cfg.client_ca_file and not cfg.token_auth_file:
         warnings.append("no --client-ca-file and no --token-auth-file: only service-account, bootstrap "
                         "and anonymous authentication are possible")
     return _replace(cfg, warnings=tuple(warnings))
+
+
+def _go_duration(seconds: int) -> str:
+    """time.Duration's String() for whole seconds: 3600 -> 1h0m0s, 600 -> 10m0s, 30 -> 30s."""
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes}m{secs}s" if hours else f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
+def _validate_token_expiration(cfg: Config) -> list[str]:
+    """kube-apiserver's checks of --service-account-max-token-expiration against the extension."""
+    from miniapi.registry.serviceaccount import EXPIRATION_EXTENSION_SECONDS, TOKEN_EXPIRATION_SECONDS
+
+    limit = cfg.service_account_max_token_expiration
+    if not limit:
+        return []
+    if not 3600 <= limit <= 1 << 32:
+        raise ConfigError("the service-account-max-token-expiration must be between 1 hour and 2^32 seconds")
+    if not cfg.service_account_extend_token_expiration:
+        return []
+    warnings = []
+    if limit < TOKEN_EXPIRATION_SECONDS:
+        warnings.append("service-account-extend-token-expiration is true, in order to correctly trigger safe "
+                        "transition logic, service-account-max-token-expiration must be set longer than "
+                        f"{TOKEN_EXPIRATION_SECONDS} seconds (currently {_go_duration(limit)})")
+    if limit < EXPIRATION_EXTENSION_SECONDS:
+        warnings.append(f"service-account-extend-token-expiration is true, enabling tokens valid up to "
+                        f"{EXPIRATION_EXTENSION_SECONDS} seconds, which is longer than "
+                        f"service-account-max-token-expiration set to {_go_duration(limit)} seconds")
+    return warnings
 
 
 def _validate_admission(cfg: Config) -> list[str]:

@@ -26,6 +26,7 @@ from miniapi.endpoints import negotiation
 from miniapi.endpoints.objects import store_errors
 from miniapi.filters.keys import INFO, USER
 from miniapi.registry.base import cause
+from miniapi.registry.serviceaccount import MAX_TOKEN_SECONDS, MIN_TOKEN_SECONDS, token_lifetime
 from miniapi.resources import ResourceType, lookup
 from miniapi.store import NotFound
 from miniapi.user import UserInfo, with_authenticated_group
@@ -70,29 +71,37 @@ class Reviews:
             request[USER], admission.Operation.CREATE, "", "serviceaccounts", "token", info.namespace, info.name,
             body))
         seconds = spec.get("expirationSeconds", 3600)
-        if not isinstance(seconds, int) or seconds < 600:
+        if not isinstance(seconds, int) or seconds < MIN_TOKEN_SECONDS or seconds > MAX_TOKEN_SECONDS:
+            why = "less than 10 minutes" if not isinstance(seconds, int) or seconds < MIN_TOKEN_SECONDS else \
+                "larger than 2^32 seconds"
             raise errors.invalid("TokenRequest", info.name, [cause(
-                "spec.expirationSeconds", f"Invalid value: {seconds}: may not specify a duration less "
-                "than 10 minutes")], "authentication.k8s.io")
-        cap = self.server.config.service_account_max_token_expiration
-        if cap and seconds > cap:
-            seconds = cap
-        audiences = spec.get("audiences") or list(self.server.config.audiences)
+                "spec.expirationSeconds", f"Invalid value: {seconds}: may not specify a duration {why}")],
+                "authentication.k8s.io")
+        cfg = self.server.config
+        audiences = spec.get("audiences") or list(cfg.audiences)
         if not isinstance(audiences, list) or not all(isinstance(a, str) and a for a in audiences):
             raise errors.invalid("TokenRequest", info.name, [cause("spec.audiences", "Invalid value: "
                                  "audiences must be non-empty strings")], "authentication.k8s.io")
         bound = await self._bound_object(spec.get("boundObjectRef"), info.namespace, info.name)
-        token, expires = self.server.issuer.issue(
+        life = token_lifetime(seconds, cfg.service_account_max_token_expiration,
+                              cfg.service_account_extend_token_expiration, bound.get("bound", ("",))[0] == "Pod",
+                              audiences, cfg.audiences)
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        token, _ = self.server.issuer.issue(
             namespace=info.namespace, sa_name=info.name, sa_uid=sa["metadata"].get("uid", ""),
-            audiences=audiences, expiration_seconds=seconds, **bound)
-        spec = {"audiences": audiences, "expirationSeconds": seconds,
+            audiences=audiences, expiration_seconds=life.token_seconds, now=now,
+            warn_after_seconds=life.warn_after_seconds, **bound)
+        spec = {"audiences": audiences, "expirationSeconds": life.seconds,
                 "boundObjectRef": spec.get("boundObjectRef")}
-        status = {"token": token, "expirationTimestamp": expires.astimezone(dt.UTC)
-                  .strftime("%Y-%m-%dT%H:%M:%SZ")}
+        expires = now + dt.timedelta(seconds=life.seconds)
+        status = {"token": token, "expirationTimestamp": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}
         meta = {"name": info.name, "namespace": info.namespace,
-                "creationTimestamp": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
-        return negotiation.json_response({"kind": "TokenRequest", "apiVersion": AUTHN, "metadata": meta,
+                "creationTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        resp = negotiation.json_response({"kind": "TokenRequest", "apiVersion": AUTHN, "metadata": meta,
                                           "spec": spec, "status": status}, 201)
+        if life.warning:
+            resp.headers["Warning"] = f'299 - "{life.warning}"'
+        return resp
 
     async def _bound_object(self, ref: Any, namespace: str, sa_name: str) -> dict[str, Any]:
         if not ref:
