@@ -25,7 +25,8 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # what j
 
 
 def _dumps(obj: Any) -> bytes:
-    return _ENCODER.encode(obj).encode()
+    """The API codec's bytes (json.Encoder.Encode): compact, newline-terminated."""
+    return _ENCODER.encode(obj).encode() + b"\n"
 
 
 def json_response(obj: Any, status: int = 200, content_type: str = "application/json") -> web.Response:

@@ -19,7 +19,7 @@ log = logging.getLogger("miniapi")
 
 
 def status_response(err: ApiError) -> web.Response:
-    body = json.dumps(err.status(), separators=(",", ":")).encode()
+    body = json.dumps(err.status(), separators=(",", ":"), ensure_ascii=False).encode() + b"\n"  # as the codec
     return web.Response(status=err.code, body=body, content_type="application/json")
 
 

@@ -241,6 +241,7 @@ def test_the_insecure_kubelet_api_answers_anyone(lab: Lab) -> None:
     assert node.port and node.read_only_port
     code, body = http_get(f"https://{node.ip}:{node.port}/pods", unverified())
     assert code == 200 and "q" in pod_names(body)
+    assert body.startswith('{"kind":"PodList","apiVersion":"v1","metadata":{},"items":[{"') and body.endswith("]}\n")
     code, body = http_get(f"https://{node.ip}:{node.port}/containerLogs/default/q/c", unverified())
     assert (code, body) == (200, "from-q\n")
     code, body = http_get(f"http://{node.ip}:{node.read_only_port}/pods")
