@@ -3,7 +3,6 @@ continue tokens, dryRun, and selectors -> 400; hypothesis: decoders only ever ra
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
