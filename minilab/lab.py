@@ -172,15 +172,20 @@ async def _converge(lab: LabDir, state: LabState, levels: dict[str, Level], time
 # --- down, status, restarts ------------------------------------------------------------------------
 
 
+LINGER_SECONDS = 5.0  # how long down waits for processes it signalled to be gone before it warns
+
+
 def down(lab: LabDir, out: Out = print) -> None:
+    """Stop the kubelets first (no new container starts after that), then the controller-manager and
+    kube-proxy, then the apiserver; then kill the pods' processes and their shims (including a shim the
+    kubelet had just started for a container restart) and wait until they are gone."""
     from minikubelet.podstate import kill_all
 
     state = lab.load()
     running = {k: p for k, p in (state.procs if state else {}).items() if procs.alive(p)}
     kubelets = [p for k, p in running.items() if k.startswith("kubelet/")]
     others = [running[k] for k in (KCM, KUBE_PROXY) if k in running]
-    for batch in (kubelets + others,
-                  [running[APISERVER]] if APISERVER in running else []):
+    for batch in (kubelets, others, [running[APISERVER]] if APISERVER in running else []):
         for p in procs.stop(batch):
             out(f"pid {p.pid} did not stop on SIGTERM; killed")
     pods = 0
@@ -192,7 +197,7 @@ def down(lab: LabDir, out: Out = print) -> None:
         lab.save(state)
     what = f"stopped {len(running)} process(es)" if running else "nothing was running"
     out(f"{what}; killed {pods} pod process(es)" if pods else what)
-    left = procs.lingering(str(lab.root))
+    left = procs.lingering(str(lab.root), wait=LINGER_SECONDS)
     if left:
         out(f"warning: still running with {lab.root} in their command line: pids {left}")
 

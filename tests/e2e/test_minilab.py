@@ -330,10 +330,23 @@ def test_apiserver_restart_with_the_sqlite_store_loses_nothing_and_watches_resum
 def test_down_leaves_no_process_behind(lab: Lab) -> None:
     k = lab.kubectl()
     pids = [container_pid(k.json("get", "pod", name)) for name in ("q", "survivor", "after-restart")]
+    marker = f"crashloop-{os.getpid()}"
+    for i, node in enumerate(("node1", "node2", "node1", "node2")):  # pods in restart back-off while down runs
+        manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"crashloop-{i}"},
+                    "spec": {"nodeName": node, "restartPolicy": "Always",
+                             "containers": [{"name": "c", "image": "busybox",
+                                             "command": ["sh", "-c", f"echo {marker}; sleep 0.{i + 1}; exit 1"]}]}}
+        k.ok("create", "-f", "-", input=json.dumps(manifest))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(
+            (p["status"].get("containerStatuses") or [{}])[0].get("restartCount", 0) >= 1
+            for p in k.json("get", "pods")["items"] if p["metadata"]["name"].startswith("crashloop-")):
+        time.sleep(0.2)
     procs = list(lab.state.procs.values())
     out = lab.cli("down").stdout
     assert f"stopped {len(procs)} process(es)" in out and "killed" in out
-    assert lingering(str(lab.dir.root)) == []
+    assert "warning" not in out
+    assert lingering(str(lab.dir.root)) == [] and lingering(marker) == []
     assert [p.pid for p in procs if alive(p)] == []
     assert [pid for pid in pids if proc_start_ticks(pid) is not None] == []
     assert "nothing was running" in lab.cli("down").stdout
