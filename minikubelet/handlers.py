@@ -5,7 +5,8 @@ exist``, 404 ``container "c9" not found in pod "p1"``, 400 ``container "c1" in p
 to start: ContainerCreating``, 400/422 ``{"message": "..."}`` for a query that does not decode/validate
 (a literal string in the kubelet, hence the space).
 
-JSON bodies are byte for byte what Go writes (:func:`go_json`), each the way its real handler writes it:
+JSON bodies are byte for byte what Go writes (:mod:`miniapi.wire.gojson`), each the way its real
+handler writes it:
 
 1. ``/pods``, ``/runningpods/``: the API codec (``json.Encoder``): compact, then ``\n``:
    ``{"kind":"PodList","apiVersion":"v1","metadata":{},"items":[...]}\n``.
@@ -29,6 +30,7 @@ from typing import IO, Any
 
 from aiohttp import web
 
+from miniapi.wire.gojson import marshal as go_json
 from minikubelet import metrics
 from minikubelet.podlogs import LogFormatter, LogQuery, LogQueryError, parse_log_query, tail_offset
 from minikubelet.runtime_api import ContainerView, PodView, Runtime
@@ -43,23 +45,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def text(body: str, status: int = 200, content_type: str = "text/plain", **headers: str) -> web.Response:
     return web.Response(status=status, text=body, content_type=content_type, charset="utf-8", headers=headers)
-
-
-def go_json(obj: Any, indent: str | None = None) -> bytes:
-    """encoding/json's bytes: compact (or MarshalIndent with ``indent``), UTF-8 kept, and the HTML
-    characters ``<``, ``>``, ``&`` and U+2028/U+2029 escaped as Go does by default."""
-    if indent is None:
-        out = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-    else:
-        out = json.dumps(obj, indent=indent, separators=(",", ": "), ensure_ascii=False)
-    for char, escaped in _GO_ESCAPES:
-        if char in out:
-            out = out.replace(char, escaped)
-    return out.encode()
-
-
-_GO_ESCAPES = (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
-               ("\u2029", "\\u2029"))
 
 
 def json_body(body: bytes) -> web.Response:

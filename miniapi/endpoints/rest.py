@@ -84,8 +84,8 @@ class RestHandlers:
         # "Table" in accept: a cheap pre-check, wants_table needs that literal ``as=Table``
         if request.method == "GET" and "Table" in accept and wants_table(accept):
             return negotiation.json_response(table_for(rt, [obj], _now(),
-                                                       table_include_object(request.query)), status)
-        return negotiation.json_response(obj, status)
+                                                       table_include_object(request.query)), status, request=request)
+        return negotiation.json_response(obj, status, request=request)
 
     # -- reads ----------------------------------------------------------------------------------
     async def get(self, request: web.Request, rt: ResourceType) -> web.Response:
@@ -114,9 +114,10 @@ class RestHandlers:
         if wants_table(request.headers.get("Accept", "")):
             table = table_for(rt, [with_type(rt, o) for o in items], _now(), table_include_object(query))
             table["metadata"] = meta
-            return negotiation.json_response(table)
+            return negotiation.json_response(table, request=request)
         return negotiation.json_response({"kind": f"{rt.kind}List", "apiVersion": rt.api_version,
-                                          "metadata": meta, "items": [with_type(rt, o) for o in items]})
+                                          "metadata": meta, "items": [with_type(rt, o) for o in items]},
+                                         request=request)
 
     # -- create ---------------------------------------------------------------------------------
     def check_identity(self, rt: ResourceType, obj: Obj, info: Any, creating: bool) -> None:
@@ -313,7 +314,7 @@ class RestHandlers:
         return negotiation.json_response({
             "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
             "details": {"name": meta["name"], "group": rt.group, "kind": rt.resource,
-                        "uid": meta.get("uid", "")}})
+                        "uid": meta.get("uid", "")}}, request=request)
 
     async def delete_collection(self, request: web.Request, rt: ResourceType,
                                 strategy: Strategy) -> web.Response:
@@ -334,7 +335,7 @@ class RestHandlers:
                         raise
             deleted.append(with_type(rt, obj))
         return negotiation.json_response({"kind": f"{rt.kind}List", "apiVersion": rt.api_version,
-                                          "metadata": {}, "items": deleted})
+                                          "metadata": {}, "items": deleted}, request=request)
 
 
 # registries with ReturnDeletedObject (pods, services, serviceaccounts) answer a delete with the object;

@@ -49,10 +49,10 @@ def _strings(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(x, str) for x in value)
 
 
-def _reply(kind: str, api_version: str, body: Obj, spec: Obj, status: Obj) -> web.Response:
+def _reply(request: web.Request, kind: str, api_version: str, body: Obj, spec: Obj, status: Obj) -> web.Response:
     meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
     return negotiation.json_response({"kind": kind, "apiVersion": api_version, "metadata": meta or {},
-                                      "spec": spec, "status": status}, 201)
+                                      "spec": spec, "status": status}, 201, request=request)
 
 
 class Reviews:
@@ -98,7 +98,7 @@ class Reviews:
         meta = {"name": info.name, "namespace": info.namespace,
                 "creationTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
         resp = negotiation.json_response({"kind": "TokenRequest", "apiVersion": AUTHN, "metadata": meta,
-                                          "spec": spec, "status": status}, 201)
+                                          "spec": spec, "status": status}, 201, request=request)
         if life.warning:
             resp.headers["Warning"] = f'299 - "{life.warning}"'
         return resp
@@ -150,7 +150,7 @@ class Reviews:
                       "audiences": list(resp.audiences)}
         else:
             status = {"authenticated": False, "user": {}, "error": error}
-        return _reply("TokenReview", AUTHN, body, spec, status)
+        return _reply(request, "TokenReview", AUTHN, body, spec, status)
 
     async def _review(self, token: str, wanted: list[str]) -> tuple[AuthResponse | None, str]:
         """Run the bearer-token authenticators with the review's audiences (default: --api-audiences).
@@ -230,13 +230,13 @@ class Reviews:
                 raise errors.bad_request("spec.resourceAttributes.namespace must match metadata.namespace")
         status = await self._decide(user, spec, namespace)
         kind = "LocalSubjectAccessReview" if local else "SubjectAccessReview"
-        return _reply(kind, AUTHZ, body, spec, status)
+        return _reply(request, kind, AUTHZ, body, spec, status)
 
     async def self_subject_access_review(self, request: web.Request) -> web.Response:
         body = await negotiation.read_object(request)
         spec = _spec(body)
         status = await self._decide(request[USER], spec)
-        return _reply("SelfSubjectAccessReview", AUTHZ, body, spec, status)
+        return _reply(request, "SelfSubjectAccessReview", AUTHZ, body, spec, status)
 
     async def self_subject_rules_review(self, request: web.Request) -> web.Response:
         body = await negotiation.read_object(request)
@@ -252,14 +252,14 @@ class Reviews:
             "incomplete": result.incomplete}
         if result.evaluation_error:
             status["evaluationError"] = result.evaluation_error
-        return _reply("SelfSubjectRulesReview", AUTHZ, body, spec, status)
+        return _reply(request, "SelfSubjectRulesReview", AUTHZ, body, spec, status)
 
     async def self_subject_review(self, request: web.Request) -> web.Response:
         await negotiation.read_body(request)
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return negotiation.json_response({
             "kind": "SelfSubjectReview", "apiVersion": AUTHN, "metadata": {"creationTimestamp": now},
-            "status": {"userInfo": request[USER].to_json()}}, 201)
+            "status": {"userInfo": request[USER].to_json()}}, 201, request=request)
 
     async def binding(self, request: web.Request, rt: ResourceType) -> web.Response:
         info = request[INFO]
@@ -282,7 +282,7 @@ class Reviews:
         with store_errors(rt, info.name):
             await self.server.store.guaranteed_update("pods", info.namespace, info.name, assign)
         return negotiation.json_response({"kind": "Status", "apiVersion": "v1", "metadata": {},
-                                          "status": "Success", "code": 201}, 201)
+                                          "status": "Success", "code": 201}, 201, request=request)
 
 
 def _set_scheduled(pod: Obj) -> None:

@@ -14,7 +14,6 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from minikubelet.handlers import go_json
 from minikubelet.runtime_api import ExecResult
 from minikubelet.server import USER, KubeletAPI, ServerSettings
 
@@ -253,12 +252,3 @@ def test_webhooks_without_a_client_refuse_to_start(pki: Pki, runtime: FakeRuntim
     with pytest.raises(ValueError, match="needs an apiserver client"):
         KubeletAPI(settings, runtime, None, {})
     KubeletAPI(settings, runtime, PlainClient("http://127.0.0.1:1"), {})
-
-
-@pytest.mark.parametrize(("obj", "indent", "expected"), [
-    ({"a": "<b>&x", "u": "ü", "e": [], "o": {}}, None, b'{"a":"\\u003cb\\u003e\\u0026x","u":"\xc3\xbc","e":[],"o":{}}'),
-    ({"s": "line\u2028sep"}, None, b'{"s":"line\\u2028sep"}'),
-    ({"a": [1, {"b": None}], "e": []}, " ", b'{\n "a": [\n  1,\n  {\n   "b": null\n  }\n ],\n "e": []\n}'),
-], ids=["compact-html-escaped", "line-separator", "marshal-indent"])
-def test_go_json_matches_encoding_json(obj: Any, indent: str | None, expected: bytes) -> None:
-    assert go_json(obj, indent) == expected
