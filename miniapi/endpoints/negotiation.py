@@ -22,7 +22,10 @@ _YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
 
 
 def pretty(request: web.Request | None) -> bool:
-    return request is not None and gojson.wants_pretty(request.query, request.headers.get("User-Agent", ""))
+    if request is None:
+        return False
+    query = request.query if "pretty" in request.query_string else {}  # parse the query only if it may say
+    return gojson.wants_pretty(query, request.headers.get("User-Agent", ""))
 
 
 def json_response(obj: Any, status: int = 200, content_type: str = "application/json",

@@ -17,6 +17,7 @@ from aiohttp import web
 from miniapi import discovery, errors, openapi
 from miniapi.authn.serviceaccount import jwks, openid_configuration
 from miniapi.endpoints import negotiation
+from miniapi.wire import gojson
 
 if TYPE_CHECKING:
     from miniapi.server import APIServer
@@ -26,6 +27,7 @@ VERSION = {"major": "1", "minor": "37", "emulationMajor": "1", "emulationMinor":
            "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
            "buildDate": "2026-11-28T00:00:00Z", "goVersion": f"python{platform.python_version()}",
            "compiler": "cpython", "platform": "linux/amd64"}
+VERSION_JSON = gojson.marshal(VERSION, "  ")  # WriteRawJSON: always indented, no newline
 
 log = logging.getLogger("miniapi")
 
@@ -50,7 +52,7 @@ class NonResource:
             if path == prefix or path.startswith(prefix + "/"):
                 return self.health(request, path[len(prefix):].lstrip("/"))
         if path == "/version":
-            return negotiation.raw_json_response(VERSION, "  ")  # WriteRawJSON: always indented
+            return web.Response(body=VERSION_JSON, content_type="application/json")
         if path in ("/api", "/apis"):
             return self.discovery_root(request, path)
         if path.startswith(("/api/", "/apis/")):
