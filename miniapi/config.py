@@ -56,7 +56,17 @@ class Config:
     ssh_known_hosts: str = ""
     ssh_port: int = 22
     egress_selector_config_file: str = ""
+    enable_admission_plugins: tuple[str, ...] = ()
+    disable_admission_plugins: tuple[str, ...] = ()
+    service_account_extend_token_expiration: bool = True
     warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def admission_plugins(self) -> tuple[str, ...]:
+        """The effective admission plugins: the real default-on list, plus enabled, minus disabled."""
+        from miniapi.admission import effective_plugins
+
+        return effective_plugins(self.enable_admission_plugins, self.disable_admission_plugins)
 
     @property
     def audiences(self) -> tuple[str, ...]:
@@ -109,7 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
     a("--api-audiences", type=parse_csv, default=[],
       help="Identifiers of the API. Tokens must carry at least one. Defaults to the issuers.")
     a("--service-account-max-token-expiration", type=int, default=0,
-      help="Maximum validity in seconds of a token created by TokenRequest (0: no limit).")
+      help="The maximum validity duration of a token created by the service account token issuer, in "
+           "seconds; a TokenRequest asking for more gets this. 0: no limit. Must be at least 3600.")
+    a("--service-account-extend-token-expiration", type=parse_bool, default=True,
+      help="Turns on projected service account expiration extension during token generation: a token "
+           "bound to a pod that asks for the kubelet's default 3607 s is valid for 1 year, with a "
+           "kubernetes.io warnafter claim at 3607 s; using it after that is recorded (audit annotation "
+           "authentication.k8s.io/stale-token). INSECURE DEFAULT true (long-lived tokens, for migration "
+           "from legacy tokens); harden with false.")
     a("--enable-bootstrap-token-auth", type=parse_bool, nargs="?", const=True, default=False,
       help="Allow bootstrap tokens (Secrets bootstrap-token-<id> in kube-system) to authenticate, for "
            "kubelet TLS bootstrapping.")
@@ -152,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
       help="File with apiserver egress selector configuration (EgressSelectorConfiguration, "
            "apiserver.k8s.io/v1beta1): selection 'cluster' with proxyProtocol HTTPConnect over uds or tcp sends "
            "every apiserver -> node/pod/service connection through a Konnectivity server.")
+    a("--enable-admission-plugins", type=parse_csv, default=[],
+      help="Admission plugins to enable in addition to the default-on ones (NamespaceLifecycle, "
+           "ServiceAccount, ...). NodeRestriction is NOT on by default (INSECURE DEFAULT: a kubelet may then "
+           "modify other nodes and any pod's status); kubeadm sets --enable-admission-plugins=NodeRestriction.")
+    a("--disable-admission-plugins", type=parse_csv, default=[],
+      help="Admission plugins to disable although they are in the default-on list.")
     a("-v", "--v", type=int, default=1, help="Log verbosity.")
     return p
 
@@ -177,7 +200,10 @@ def from_args(argv: Sequence[str] | None = None) -> tuple[Config, int]:
         kubelet_timeout=ns.kubelet_timeout, service_cluster_ip_range=ns.service_cluster_ip_range,
         data_dir=ns.data_dir, audit_log_path=ns.audit_log_path, min_request_timeout=ns.min_request_timeout,
         ssh_user=ns.ssh_user, ssh_keyfile=ns.ssh_keyfile, ssh_known_hosts=ns.ssh_known_hosts, ssh_port=ns.ssh_port,
-        egress_selector_config_file=ns.egress_selector_config_file)
+        egress_selector_config_file=ns.egress_selector_config_file,
+        enable_admission_plugins=tuple(ns.enable_admission_plugins),
+        disable_admission_plugins=tuple(ns.disable_admission_plugins),
+        service_account_extend_token_expiration=ns.service_account_extend_token_expiration)
     return validate(cfg), ns.v
 
 
@@ -241,10 +267,68 @@ def validate(cfg: Config) -> Config:
         warnings.append("INSECURE: --kubelet-certificate-authority unset: kubelet serving certificates "
                         "are not verified (apiserver -> kubelet connections can be intercepted)")
     warnings.extend(_validate_tunnels(cfg))
+    warnings.extend(_validate_admission(cfg))
+    warnings.extend(_validate_token_expiration(cfg))
     if not cfg.client_ca_file and not cfg.token_auth_file:
         warnings.append("no --client-ca-file and no --token-auth-file: only service-account, bootstrap "
                         "and anonymous authentication are possible")
     return _replace(cfg, warnings=tuple(warnings))
+
+
+def _go_duration(seconds: int) -> str:
+    """time.Duration's String() for whole seconds: 3600 -> 1h0m0s, 600 -> 10m0s, 30 -> 30s."""
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes}m{secs}s" if hours else f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
+def _validate_token_expiration(cfg: Config) -> list[str]:
+    """kube-apiserver's checks of --service-account-max-token-expiration against the extension."""
+    from miniapi.registry.serviceaccount import EXPIRATION_EXTENSION_SECONDS, TOKEN_EXPIRATION_SECONDS
+
+    limit = cfg.service_account_max_token_expiration
+    if not limit:
+        return []
+    if not 3600 <= limit <= 1 << 32:
+        raise ConfigError("the service-account-max-token-expiration must be between 1 hour and 2^32 seconds")
+    if not cfg.service_account_extend_token_expiration:
+        return []
+    warnings = []
+    if limit < TOKEN_EXPIRATION_SECONDS:
+        warnings.append("service-account-extend-token-expiration is true, in order to correctly trigger safe "
+                        "transition logic, service-account-max-token-expiration must be set longer than "
+                        f"{TOKEN_EXPIRATION_SECONDS} seconds (currently {_go_duration(limit)})")
+    if limit < EXPIRATION_EXTENSION_SECONDS:
+        warnings.append(f"service-account-extend-token-expiration is true, enabling tokens valid up to "
+                        f"{EXPIRATION_EXTENSION_SECONDS} seconds, which is longer than "
+                        f"service-account-max-token-expiration set to {_go_duration(limit)} seconds")
+    return warnings
+
+
+def _validate_admission(cfg: Config) -> list[str]:
+    """Real plugin names only (kube-apiserver's messages); built-in ones cannot be switched off here."""
+    from miniapi.admission import BUILT_IN, IMPLEMENTED, KNOWN
+
+    for flag, names in (("enable-admission-plugins", cfg.enable_admission_plugins),
+                        ("disable-admission-plugins", cfg.disable_admission_plugins)):
+        for name in names:
+            if name not in KNOWN:
+                raise ConfigError(f"{flag} plugin {name!r} is unknown".replace("'", '"'))
+    both = sorted(set(cfg.enable_admission_plugins) & set(cfg.disable_admission_plugins))
+    if both:
+        raise ConfigError(f"[{' '.join(both)}] in enable-admission-plugins and disable-admission-plugins "
+                          "overlapped")
+    for name in cfg.disable_admission_plugins:
+        if name in BUILT_IN:
+            raise ConfigError(f"--disable-admission-plugins: {name} is built into miniapi's request handling "
+                              "and cannot be disabled")
+    warnings = [f"admission plugin {name} is accepted but not implemented by miniapi (nothing for it to act on)"
+                for name in cfg.enable_admission_plugins if name not in IMPLEMENTED]
+    if "Node" in cfg.authorization_mode and "NodeRestriction" not in cfg.admission_plugins:
+        warnings.append("INSECURE: admission plugin NodeRestriction is not enabled: a kubelet may modify other "
+                        "nodes and the status of pods on other nodes (harden with "
+                        "--enable-admission-plugins=NodeRestriction, as kubeadm does)")
+    return warnings
 
 
 def _validate_tunnels(cfg: Config) -> list[str]:

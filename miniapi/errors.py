@@ -21,6 +21,7 @@ class ApiError(Exception):
         return f"{self.code} {self.reason}: {self.message}"
 
     def status(self) -> dict[str, Any]:
+        """metav1.Status in its Go field order: ... message, reason, details, code."""
         out: dict[str, Any] = {
             "kind": "Status",
             "apiVersion": "v1",
@@ -28,19 +29,21 @@ class ApiError(Exception):
             "status": "Failure",
             "message": self.message,
             "reason": self.reason,
-            "code": self.code,
         }
         if self.details:
             out["details"] = self.details
+        out["code"] = self.code
         return out
 
 
 def _details(resource: str, name: str, group: str = "") -> dict[str, Any]:
-    d: dict[str, Any] = {"kind": resource}
+    """metav1.StatusDetails, Go field order (name, group, kind), empty ones omitted."""
+    d: dict[str, Any] = {}
     if name:
         d["name"] = name
     if group:
         d["group"] = group
+    d["kind"] = resource
     return d
 
 

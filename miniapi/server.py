@@ -19,6 +19,7 @@ from aiohttp import web
 from cryptography import x509
 
 from miniapi import errors, tlsconfig
+from miniapi.admission import Admission
 from miniapi.audit import AuditLog
 from miniapi.authn.base import Authenticator
 from miniapi.authn.bootstrap import BootstrapTokenAuthenticator
@@ -109,6 +110,7 @@ class APIServer:
         self.issuer = self._build_issuer()
         self.authorizer, self.rule_resolver, self.authz_indexes = build_authorizer(
             list(cfg.authorization_mode), self.store)
+        self.admission = Admission(cfg.admission_plugins, self.store)
         await self.bootstrap.run()
         await self.authz_indexes.start()
         await network.start(self.dialer, self.store)

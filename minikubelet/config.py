@@ -40,6 +40,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from miniapi.admission.noderestriction import (
+    KUBELET_LABEL_NAMESPACES,
+    KUBELET_LABELS,
+    is_kubelet_label,
+    is_kubernetes_label,
+)
 from miniapi.flags import parse_bool
 
 KUBELET_CONFIG_API_VERSION = "kubelet.config.k8s.io/v1beta1"
@@ -161,13 +167,6 @@ def go_duration(seconds: float) -> str:
 
 # --- node labels -------------------------------------------------------------------------------------
 
-KUBELET_LABELS = ("kubernetes.io/hostname", "topology.kubernetes.io/zone", "topology.kubernetes.io/region",
-                  "failure-domain.beta.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/region",
-                  "beta.kubernetes.io/instance-type", "node.kubernetes.io/instance-type",
-                  "kubernetes.io/os", "kubernetes.io/arch", "beta.kubernetes.io/os", "beta.kubernetes.io/arch")
-KUBELET_LABEL_NAMESPACES = ("kubelet.kubernetes.io", "node.kubernetes.io")
-
-
 def parse_node_labels(text: str) -> tuple[tuple[str, str], ...]:
     """``--node-labels k=v,k2=v2``, refusing kubernetes.io labels a kubelet may not set on itself.
 
@@ -181,7 +180,7 @@ def parse_node_labels(text: str) -> tuple[tuple[str, str], ...]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--node-labels: {item!r} is not key=value")
-        if _is_kubernetes_label(key) and not _is_kubelet_label(key):
+        if is_kubernetes_label(key) and not is_kubelet_label(key):
             unknown.append(key)
         out.append((key, value))
     if unknown:
@@ -191,20 +190,6 @@ def parse_node_labels(text: str) -> tuple[tuple[str, str], ...]:
             f"({', '.join(KUBELET_LABEL_NAMESPACES)}) or be in the specifically allowed set "
             f"({', '.join(sorted(KUBELET_LABELS))}); set other labels with `kubectl label node`")
     return tuple(out)
-
-
-def _namespace(key: str) -> str:
-    return key.split("/", 1)[0] if "/" in key else ""
-
-
-def _is_kubernetes_label(key: str) -> bool:
-    ns = _namespace(key)
-    return any(ns == d or ns.endswith("." + d) for d in ("kubernetes.io", "k8s.io"))
-
-
-def _is_kubelet_label(key: str) -> bool:
-    ns = _namespace(key)
-    return key in KUBELET_LABELS or any(ns == d or ns.endswith("." + d) for d in KUBELET_LABEL_NAMESPACES)
 
 
 # --- the table: flag <-> KubeletConfiguration field --------------------------------------------------

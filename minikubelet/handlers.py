@@ -2,7 +2,18 @@
 
 Error bodies are plain text, as go-restful's ``WriteError`` writes them: 404 ``pod "p1" does not
 exist``, 404 ``container "c9" not found in pod "p1"``, 400 ``container "c1" in pod "p1" is waiting
-to start: ContainerCreating``, 400/422 ``{"message": "..."}`` for a query that does not decode/validate.
+to start: ContainerCreating``, 400/422 ``{"message": "..."}`` for a query that does not decode/validate
+(a literal string in the kubelet, hence the space).
+
+JSON bodies are byte for byte what Go writes (:mod:`miniapi.wire.gojson`), each the way its real
+handler writes it:
+
+1. ``/pods``, ``/runningpods/``: the API codec (``json.Encoder``): compact, then ``\n``:
+   ``{"kind":"PodList","apiVersion":"v1","metadata":{},"items":[...]}\n``.
+2. ``/configz``: ``json.Marshal``: compact, no newline: ``{"kubeletconfig":{...}}``.
+3. ``/stats/summary``: go-restful's ``WriteAsJson`` with its default ``PrettyPrintResponses``:
+   ``json.MarshalIndent(v, "", " ")``, one-space indent, no newline.
+4. ``/healthz``: ``ok`` with no newline; ``?verbose`` lists the checks, newline-terminated.
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ from typing import IO, Any
 
 from aiohttp import web
 
+from miniapi.wire.gojson import marshal as go_json
 from minikubelet import metrics
 from minikubelet.podlogs import LogFormatter, LogQuery, LogQueryError, parse_log_query, tail_offset
 from minikubelet.runtime_api import ContainerView, PodView, Runtime
@@ -35,6 +47,10 @@ def text(body: str, status: int = 200, content_type: str = "text/plain", **heade
     return web.Response(status=status, text=body, content_type=content_type, charset="utf-8", headers=headers)
 
 
+def json_body(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="application/json")
+
+
 def message(status: int, msg: str) -> web.Response:
     """The kubelet's ``{"message": "..."}``-in-plain-text error for query problems."""
     return text(json.dumps({"message": msg}), status)
@@ -42,7 +58,7 @@ def message(status: int, msg: str) -> web.Response:
 
 def pod_list(pods: list[dict[str, Any]]) -> web.Response:
     body = {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": pods}
-    return web.Response(body=json.dumps(body).encode(), content_type="application/json")
+    return json_body(go_json(body) + b"\n")  # rule 1
 
 
 def running_pod(view: PodView) -> dict[str, Any]:
@@ -135,7 +151,7 @@ class Handlers:
 
     async def stats_summary(self, request: web.Request) -> web.Response:
         summary = await asyncio.to_thread(self.stats.summary)
-        return web.Response(body=json.dumps(summary).encode(), content_type="application/json")
+        return json_body(go_json(summary, indent=" "))  # rule 3
 
     async def metrics(self, request: web.Request) -> web.Response:
         body = metrics.kubelet_metrics(self.node_name, self.runtime.pods(), self.counters)
@@ -157,8 +173,7 @@ class Handlers:
         return pod_list([running_pod(v) for v in self.runtime.running_pods()])
 
     async def configz(self, request: web.Request) -> web.Response:
-        body = json.dumps({"kubeletconfig": self.config_dump}).encode()
-        return web.Response(body=body, content_type="application/json")
+        return json_body(go_json({"kubeletconfig": self.config_dump}))  # rule 2
 
     async def run(self, request: web.Request) -> web.Response:
         """POST /run/{ns}/{pod}[/{uid}]/{container}?cmd=a b c -> combined output (server.go getRun)."""

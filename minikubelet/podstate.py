@@ -187,19 +187,58 @@ def load_run(p: PodRecord, name: str, n: int) -> ContainerRun:
     return run
 
 
-def kill_all(root_dir: str) -> int:
-    """SIGKILL every container process and shim recorded under ``root_dir`` (test and lab teardown)."""
-    killed = 0
+def kill_all(root_dir: str, timeout: float = 5.0) -> int:
+    """SIGKILL every container process and shim under ``root_dir`` (test and lab teardown); returns how
+    many containers were killed.
+
+    A run whose ``shim.json`` has no process pid yet (the kubelet stopped while the shim was starting
+    it) still has a live container: the shim's children are found through /proc and their process
+    groups killed before the shim. Then wait, up to ``timeout`` seconds, until every process signalled
+    is gone, so that no shim or container outlives the call.
+    """
+    signalled: list[tuple[int, int, bool]] = []  # pid, start ticks, is a container
     base = os.path.join(os.path.abspath(root_dir), "pods")
     for uid in os.listdir(base) if os.path.isdir(base) else ():
         cdir = os.path.join(base, uid, "containers")
         for cname in os.listdir(cdir) if os.path.isdir(cdir) else ():
             for n in os.listdir(os.path.join(cdir, cname)):
-                shim = read_json(os.path.join(cdir, cname, n, "shim.json")) or {}
-                if alive(shim.get("pid"), shim.get("ticks")):
-                    killpg(shim.get("pid"), signal.SIGKILL)
-                    killed += 1
-                if alive(shim.get("shimPid"), shim.get("shimTicks")):
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(int(shim["shimPid"]), signal.SIGKILL)
-    return killed
+                signalled += _kill_run(read_json(os.path.join(cdir, cname, n, "shim.json")) or {})
+    deadline = time.monotonic() + timeout
+    while any(alive(pid, ticks) for pid, ticks, _ in signalled) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return sum(1 for *_, container in signalled if container)
+
+
+def _kill_run(shim: dict[str, Any]) -> list[tuple[int, int, bool]]:
+    """SIGKILL one run's container process group(s), then its shim."""
+    out: list[tuple[int, int, bool]] = []
+    pid, ticks = shim.get("pid"), shim.get("ticks")
+    shim_pid, shim_ticks = shim.get("shimPid"), shim.get("shimTicks")
+    containers = [(int(pid), int(ticks))] if alive(pid, ticks) else []  # type: ignore[arg-type]
+    shim_alive = alive(shim_pid, shim_ticks)
+    if shim_alive and not containers:
+        containers = children_of(int(shim_pid))  # type: ignore[arg-type]
+    for cpid, cticks in containers:
+        killpg(cpid, signal.SIGKILL)
+        out.append((cpid, cticks, True))
+    if shim_alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(shim_pid), signal.SIGKILL)  # type: ignore[arg-type]
+        out.append((int(shim_pid), int(shim_ticks), False))  # type: ignore[arg-type]
+    return out
+
+
+def children_of(parent: int) -> list[tuple[int, int]]:
+    """(pid, start ticks) of the live processes whose parent is ``parent``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if rest[0] not in ("Z", "X") and int(rest[1]) == parent:
+            found.append((int(entry), int(rest[19])))
+    return found

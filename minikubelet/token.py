@@ -15,6 +15,9 @@ Rules:
 3. A cached token is refreshed once it is older than 80 % of its lifetime (i.e. within 20 % of
    ``expirationSeconds`` of its ``expirationTimestamp``) or older than 24 h, each minus a random jitter
    of up to 10 s, so pods started together do not refresh together.
+   The apiserver may have made a 3607 s request a one-year token (``--service-account-extend-token-
+   expiration``, a ``warnafter`` claim at 3607 s); its answer still says 3607 s
+   (``status.expirationTimestamp``), and like the real kubelet we go by the answer, never the JWT.
 4. A failed refresh keeps serving the cached token while it has not expired (and logs the error);
    with no usable token the error goes to the caller (the volume set-up fails, FailedMount).
 5. Tokens bound to a pod are dropped when the pod's volumes are torn down; expired ones on any use.

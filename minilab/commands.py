@@ -38,6 +38,7 @@ def apiserver(lab: LabDir, s: Settings, levels: Mapping[str, Level], tunnel: Seq
             "--client-ca-file", str(lab.ca_crt), "--token-auth-file", str(lab.root / "tokens.csv"),
             "--service-account-signing-key-file", str(p("sa.key")), "--service-account-key-file", str(p("sa.pub")),
             "--service-account-issuer", ISSUER, "--authorization-mode", "Node,RBAC",
+            "--enable-admission-plugins", "NodeRestriction",  # as kubeadm: not in the real default list
             "--service-cluster-ip-range", s.service_cidr,
             "--enable-bootstrap-token-auth",
             "--kubelet-client-certificate", str(p("apiserver-kubelet-client.crt")),

@@ -205,7 +205,13 @@ async def _converge(lab: LabDir, state: LabState, levels: dict[str, Level], time
 # --- down, status, restarts ------------------------------------------------------------------------
 
 
+LINGER_SECONDS = 5.0  # how long down waits for processes it signalled to be gone before it warns
+
+
 def down(lab: LabDir, out: Out = print) -> None:
+    """Stop the kubelets first (no new container starts after that), then the controller-manager and
+    kube-proxy, then the apiserver; then kill the pods' processes and their shims (including a shim the
+    kubelet had just started for a container restart) and wait until they are gone."""
     from minikubelet.podstate import kill_all
 
     state = lab.load()
@@ -214,7 +220,7 @@ def down(lab: LabDir, out: Out = print) -> None:
     others = [running[k] for k in (KCM, KUBE_PROXY) if k in running]
     agents = [p for k, p in running.items() if k.startswith("konnectivity-agent/")]
     tunnels = [p for k, p in running.items() if tunnelmode.is_tunnel_proc(k) and p not in agents]
-    for batch in (kubelets + others + agents,
+    for batch in (kubelets + agents, others,  # no kubelet left to restart a pod once the others stop
                   [running[APISERVER]] if APISERVER in running else [],
                   procs.with_descendants(tunnels)):  # sshd: its connections' children too
         for p in procs.stop(batch):
@@ -228,7 +234,7 @@ def down(lab: LabDir, out: Out = print) -> None:
         lab.save(state)
     what = f"stopped {len(running)} process(es)" if running else "nothing was running"
     out(f"{what}; killed {pods} pod process(es)" if pods else what)
-    left = procs.lingering(str(lab.root))
+    left = procs.lingering(str(lab.root), wait=LINGER_SECONDS)
     if left:
         out(f"warning: still running with {lab.root} in their command line: pids {left}")
 

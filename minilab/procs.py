@@ -7,7 +7,8 @@
 3. ``stop`` sends SIGTERM to all given processes at once, waits up to ``grace`` seconds, then SIGKILLs
    what is left (kubectl delete's grace period, in small).
 4. ``lingering`` scans /proc for processes whose command line mentions a path: what ``down`` must
-   leave empty.
+   leave empty. With ``wait`` it scans again until none is left or the time is up, since a process
+   just sent SIGKILL may take a moment to exit.
 """
 
 from __future__ import annotations
@@ -79,8 +80,15 @@ def kill9(info: ProcInfo) -> None:
             time.sleep(0.01)
 
 
-def lingering(needle: str) -> list[int]:
-    """Pids (not ours, not zombies) whose command line contains ``needle``."""
+def lingering(needle: str, wait: float = 0.0) -> list[int]:
+    """Pids (not ours, not zombies) whose command line contains ``needle``, after up to ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    while (found := _lingering(needle)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
+
+
+def _lingering(needle: str) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():

@@ -37,6 +37,7 @@ class AuthResponse:
     user: UserInfo
     audiences: tuple[str, ...] = ()
     authenticator: str = ""  # which source said yes, for the audit log
+    annotations: tuple[tuple[str, str], ...] = ()  # audit annotations, e.g. authentication.k8s.io/stale-token
 
 
 class AuthenticationError(Exception):

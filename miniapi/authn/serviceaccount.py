@@ -19,6 +19,10 @@ order (jwt.go, then claims.go's validator):
 4. The token's audiences (the api audiences when it has none) must intersect the requested ones
    (default: ``--api-audiences``); the intersection becomes the response's audiences.
 5. exp / nbf / iat are checked with go-jose's one-minute leeway.
+   A ``kubernetes.io`` ``warnafter`` claim (a pod-bound 3607 s token the apiserver extended to one
+   year, ``--service-account-extend-token-expiration``) that has passed does not fail the token: the
+   request's audit event gets ``authentication.k8s.io/stale-token: subject: SUB, seconds after warning
+   threshold: N``.
 6. The ServiceAccount must exist, not be deleted more than the leeway ago, and have the claimed uid.
 7. A bound Secret or Pod must exist with the claimed uid and not be deleted (same leeway); a token
    bound to a Node alone checks the Node likewise; a pod-bound token just reports its node claims.
@@ -141,12 +145,16 @@ class ServiceAccountTokenIssuer:
 
     def issue(self, namespace: str, sa_name: str, sa_uid: str, audiences: Sequence[str],
               expiration_seconds: int = 3600, bound: BoundObject | tuple[str, str, str] | None = None,
-              node: tuple[str, str] | None = None, now: dt.datetime | None = None) -> tuple[str, dt.datetime]:
-        """Sign a token; ``node`` (name, uid) adds node info to a Pod-bound token. Returns (jwt, exp)."""
+              node: tuple[str, str] | None = None, now: dt.datetime | None = None,
+              warn_after_seconds: int = 0) -> tuple[str, dt.datetime]:
+        """Sign a token; ``node`` (name, uid) adds node info to a Pod-bound token, ``warn_after_seconds``
+        a ``warnafter`` claim (iat + that). Returns (jwt, exp)."""
         now = (now or self._clock()).replace(microsecond=0)
         expires = now + dt.timedelta(seconds=expiration_seconds)
         claims = self.claims(namespace, sa_name, sa_uid, audiences, now, expires,
                              BoundObject(*bound) if isinstance(bound, tuple) else bound, node)
+        if warn_after_seconds:
+            claims["kubernetes.io"]["warnafter"] = claims["iat"] + warn_after_seconds
         payload = json.dumps(claims, separators=(",", ":"), sort_keys=True).encode()
         headers = {"kid": self.kid, "typ": None}  # go-jose writes no "typ"
         token = _JWS.encode(payload, self._key, algorithm=self.algorithm, headers=headers)
@@ -203,7 +211,8 @@ class ServiceAccountAuthenticator:
         now = self._clock()
         _check_times(claims, now)
         user = await self._validate_objects(claims, now)
-        return AuthResponse(user=user, audiences=granted, authenticator=self.name)
+        return AuthResponse(user=user, audiences=granted, authenticator=self.name,
+                            annotations=_stale(claims, now))
 
     def _claims(self, token: str) -> dict[str, Any] | None:
         """Rules 1-3: None if not mine, the verified claims, or AuthenticationError."""
@@ -310,6 +319,17 @@ def _user(namespace: str, name: str, uid: str, pod: tuple[str, str] | None,
     groups = (SERVICEACCOUNTS_GROUP, f"{SERVICEACCOUNTS_GROUP}:{namespace}")
     username = f"{SERVICEACCOUNT_USER_PREFIX}{namespace}:{name}"
     return UserInfo(name=username, uid=uid, groups=groups, extra=extra)
+
+
+def _stale(claims: dict[str, Any], now: dt.datetime) -> tuple[tuple[str, str], ...]:
+    """Rule 5's warnafter: the audit annotation of an extended token used after its requested lifetime."""
+    private = claims.get("kubernetes.io")
+    warn_after = _numeric(private, "warnafter") if isinstance(private, dict) else None
+    if not warn_after or now.timestamp() <= warn_after:
+        return ()
+    late = int(now.timestamp()) - int(warn_after)
+    return (("authentication.k8s.io/stale-token",
+             f"subject: {claims.get('sub')}, seconds after warning threshold: {late}"),)
 
 
 def _check_times(claims: dict[str, Any], now: dt.datetime) -> None:

@@ -54,7 +54,8 @@ class UnionAuthenticator:
             if response is not None:
                 return AuthResponse(user=with_authenticated_group(response.user),
                                     audiences=response.audiences,
-                                    authenticator=response.authenticator or authenticator.name)
+                                    authenticator=response.authenticator or authenticator.name,
+                                    annotations=response.annotations)
         if errors:
             raise UnionAuthenticationError(errors) from errors[0]
         if creds.bearer_token:

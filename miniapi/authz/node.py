@@ -8,15 +8,14 @@ persistentvolumeclaims it names (volumes incl. projected sources and any ``secre
 
 1. Only for nodes: users in group ``system:nodes`` named ``system:node:NAME``; anyone else gets
    NO_OPINION with no reason (RBAC or another authorizer decides).
-2. Nodes: get/list/watch any Node (the system:node role; kube >= 1.32 limits reads to the node's own
-   object using the request's field selector, which our Attributes do not carry). create is allowed
-   because the name is not known at authorization time (kube leaves that check to the NodeRestriction
-   admission plugin). update/patch of ``nodes`` and ``nodes/status`` only for its own name (kube
-   allows any name here and relies on NodeRestriction; we check it here).
-3. Pods: get/list/watch any pod (kube's node role does; kube >= 1.32 requires a
-   ``spec.nodeName=NAME`` field selector, and NodeRestriction guards writes). update/patch of
-   ``pods/status`` and delete only for pods bound to this node. Mirror-pod create and
-   ``pods/eviction`` are not allowed (no static pods here).
+2. Nodes: create/get/list/watch any Node, update/patch any Node and ``nodes/status`` (the system:node
+   rules, as kube without the ``AuthorizeNodeWithSelectors`` gate; with it, kube >= 1.32 limits reads
+   to the node's own object, which needs the request's field selector our Attributes do not carry).
+   Which Node a kubelet may change is for the NodeRestriction admission plugin
+   (:mod:`miniapi.admission.noderestriction`), which sees the name and the object.
+3. Pods: get/list/watch any pod; create and delete pods (mirror pods), update/patch ``pods/status``,
+   create ``pods/eviction``: again the static rules, with NodeRestriction limiting them to the node's
+   own pods (kube >= 1.32 also asks for a ``spec.nodeName=NAME`` field selector on list/watch).
 4. Secrets and configmaps: get/list/watch of one named object in a namespace, only if a pod bound to
    this node references it.
 5. ServiceAccounts: create ``serviceaccounts/token`` for, and get, a serviceaccount a pod on this node
@@ -101,8 +100,7 @@ class NodeAuthorizer:
         self._pods: dict[tuple[str, str], tuple[str, frozenset[_Vertex]]] = {}  # -> (node, references)
         self._edges: dict[_Vertex, dict[str, int]] = {}  # vertex -> {node: number of pods}
         self._static = tuple(PolicyRule.from_json(r) for r in node_rules())
-        self._handlers = {("", "nodes"): self._nodes, ("", "pods"): self._pods_rule,
-                          ("", "secrets"): self._read_object, ("", "configmaps"): self._read_object,
+        self._handlers = {("", "secrets"): self._read_object, ("", "configmaps"): self._read_object,
                           ("", "serviceaccounts"): self._serviceaccounts,
                           ("", "persistentvolumeclaims"): self._pvcs,
                           ("coordination.k8s.io", "leases"): self._lease}
@@ -171,24 +169,6 @@ class NodeAuthorizer:
         if self.related(node, attrs.resource, attrs.namespace, attrs.name):
             return Decision.ALLOW, ""
         return _NO, f"no relationship found between node '{node}' and this object"
-
-    def _nodes(self, node: str, attrs: Attributes) -> tuple[Decision, str]:
-        verb, sub = attrs.verb, attrs.subresource
-        if sub == "" and verb in ("get", "list", "watch", "create"):
-            return Decision.ALLOW, ""
-        if sub in ("", "status") and verb in ("update", "patch"):
-            if attrs.name == node:
-                return Decision.ALLOW, ""
-            return _NO, f"node {go_quote(node)} is not allowed to modify node {go_quote(attrs.name)}"
-        return _NO, ""
-
-    def _pods_rule(self, node: str, attrs: Attributes) -> tuple[Decision, str]:
-        verb, sub = attrs.verb, attrs.subresource
-        if sub == "" and verb in ("get", "list", "watch"):
-            return Decision.ALLOW, ""
-        if (sub == "" and verb == "delete") or (sub == "status" and verb in ("update", "patch")):
-            return self._relation(node, attrs)
-        return _NO, ""
 
     def _read_object(self, node: str, attrs: Attributes) -> tuple[Decision, str]:
         if attrs.verb not in ("get", "list", "watch"):

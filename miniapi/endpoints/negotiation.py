@@ -14,22 +14,31 @@ from typing import Any
 from aiohttp import web
 
 from miniapi import errors
-from miniapi.wire import protobuf
+from miniapi.wire import gojson, protobuf
 
 PROTOBUF = "application/vnd.kubernetes.protobuf"
 _JSON_TYPES = ("application/json", "", "text/plain", "application/octet-stream")
 _YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # what json.dumps would build
+def pretty(request: web.Request | None) -> bool:
+    if request is None:
+        return False
+    query = request.query if "pretty" in request.query_string else {}  # parse the query only if it may say
+    return gojson.wants_pretty(query, request.headers.get("User-Agent", ""))
 
 
-def _dumps(obj: Any) -> bytes:
-    return _ENCODER.encode(obj).encode()
+def json_response(obj: Any, status: int = 200, content_type: str = "application/json",
+                  request: web.Request | None = None) -> web.Response:
+    """The API codec's answer (json.Encoder: compact, newline-terminated; indented for curl & co.)."""
+    resp = web.Response(status=status, body=gojson.encode(obj, pretty(request)))
+    resp.headers["Content-Type"] = content_type
+    return resp
 
 
-def json_response(obj: Any, status: int = 200, content_type: str = "application/json") -> web.Response:
-    resp = web.Response(status=status, body=_dumps(obj))
+def raw_json_response(obj: Any, indent: str | None = None, content_type: str = "application/json") -> web.Response:
+    """A handler that writes json.Marshal / json.MarshalIndent bytes itself (no codec, no newline)."""
+    resp = web.Response(body=gojson.marshal(obj, indent))
     resp.headers["Content-Type"] = content_type
     return resp
 

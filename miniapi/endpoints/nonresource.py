@@ -17,6 +17,7 @@ from aiohttp import web
 from miniapi import discovery, errors, openapi
 from miniapi.authn.serviceaccount import jwks, openid_configuration
 from miniapi.endpoints import negotiation
+from miniapi.wire import gojson
 
 if TYPE_CHECKING:
     from miniapi.server import APIServer
@@ -26,6 +27,7 @@ VERSION = {"major": "1", "minor": "37", "emulationMajor": "1", "emulationMinor":
            "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
            "buildDate": "2026-11-28T00:00:00Z", "goVersion": f"python{platform.python_version()}",
            "compiler": "cpython", "platform": "linux/amd64"}
+VERSION_JSON = gojson.marshal(VERSION, "  ")  # WriteRawJSON: always indented, no newline
 
 log = logging.getLogger("miniapi")
 
@@ -50,21 +52,21 @@ class NonResource:
             if path == prefix or path.startswith(prefix + "/"):
                 return self.health(request, path[len(prefix):].lstrip("/"))
         if path == "/version":
-            return negotiation.json_response(VERSION)
+            return web.Response(body=VERSION_JSON, content_type="application/json")
         if path in ("/api", "/apis"):
             return self.discovery_root(request, path)
         if path.startswith(("/api/", "/apis/")):
-            return self.discovery_group(path)
+            return self.discovery_group(request, path)
         if path.startswith("/openapi/"):
             return self.openapi(request, path)
         if path == "/.well-known/openid-configuration":
-            return negotiation.json_response(openid_configuration(
+            return negotiation.raw_json_response(openid_configuration(  # json.Marshal'd once, as served
                 self.server.config.service_account_issuers[0],
                 self.server.config.service_account_issuers[0].rstrip("/") + "/openid/v1/jwks",
                 self.server.sa_public_keys))
         if path == "/openid/v1/jwks":
-            return negotiation.json_response(jwks(self.server.sa_public_keys),
-                                             content_type="application/jwk-set+json")
+            return negotiation.raw_json_response(jwks(self.server.sa_public_keys),
+                                                 content_type="application/jwk-set+json")
         raise _not_found()
 
     def health(self, request: web.Request, check: str) -> web.Response:
@@ -92,13 +94,13 @@ class NonResource:
     def discovery_root(self, request: web.Request, path: str) -> web.Response:
         if discovery.accepts_aggregated(request.headers.get("Accept", "")):
             doc = discovery.aggregated_core() if path == "/api" else discovery.aggregated_groups()
-            return negotiation.json_response(doc, content_type=discovery.AGGREGATED_CONTENT_TYPE)
+            return negotiation.json_response(doc, content_type=discovery.AGGREGATED_CONTENT_TYPE, request=request)
         if path == "/api":
             host = request.host or f"127.0.0.1:{self.server.port}"
-            return negotiation.json_response(discovery.api_versions(host))
-        return negotiation.json_response(discovery.api_group_list())
+            return negotiation.json_response(discovery.api_versions(host), request=request)
+        return negotiation.json_response(discovery.api_group_list(), request=request)
 
-    def discovery_group(self, path: str) -> web.Response:
+    def discovery_group(self, request: web.Request, path: str) -> web.Response:
         parts = path.strip("/").split("/")
         doc: dict[str, object] | None
         if parts[0] == "api" and len(parts) == 2 and parts[1] == "v1":
@@ -111,7 +113,7 @@ class NonResource:
             doc = None
         if doc is None:
             raise _not_found()
-        return negotiation.json_response(doc)
+        return negotiation.json_response(doc, request=request)
 
     def openapi(self, request: web.Request, path: str) -> web.Response:
         if path == "/openapi/v3":

@@ -6,7 +6,9 @@ write, as in k8s.io/apiserver/pkg/endpoints/handlers:
 1. decode the body (JSON, YAML or protobuf) and check kind/apiVersion, namespace and name against the
    URL;
 2. namespace lifecycle: the namespace must exist and not be terminating;
-3. strategy.prepare_* (defaults, server-owned fields, admission), then strategy.validate* -> 422;
+3. admission (:mod:`miniapi.admission`, e.g. NodeRestriction) on the decoded object -> 403;
+   strategy.prepare_* (defaults, server-owned fields, the ServiceAccount plugin), then
+   strategy.validate* -> 422;
 4. the store write with optimistic concurrency (409 Conflict on a stale resourceVersion); an update
    that changes nothing is not written and keeps its resourceVersion (GuaranteedUpdate's no-op check);
 5. ``dryRun=All`` stops before step 4 and answers as if written.
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from miniapi import errors
+from miniapi.admission import Attributes, Operation
 from miniapi.endpoints import negotiation
 from miniapi.endpoints.objects import (
     Filter,
@@ -67,14 +70,22 @@ class RestHandlers:
         dry = dry_run(request.query.getall("dryRun", []), options)
         return Ctx(self.server, request[USER], info, dry_run=dry)
 
+    async def admit(self, request: web.Request, rt: ResourceType, op: Operation, name: str, obj: Obj | None,
+                    old: Obj | None = None) -> None:
+        """The admission chain for one write (403 if a plugin refuses)."""
+        info = request[INFO]
+        await self.server.admission.admit(Attributes(
+            request[USER], op, rt.group, rt.resource, info.subresource,
+            info.namespace if rt.namespaced else "", name, obj, old))
+
     def respond(self, request: web.Request, rt: ResourceType, obj: Obj, status: int = 200) -> web.Response:
         with_type(rt, obj)
         accept = request.headers.get("Accept", "")
         # "Table" in accept: a cheap pre-check, wants_table needs that literal ``as=Table``
         if request.method == "GET" and "Table" in accept and wants_table(accept):
             return negotiation.json_response(table_for(rt, [obj], _now(),
-                                                       table_include_object(request.query)), status)
-        return negotiation.json_response(obj, status)
+                                                       table_include_object(request.query)), status, request=request)
+        return negotiation.json_response(obj, status, request=request)
 
     # -- reads ----------------------------------------------------------------------------------
     async def get(self, request: web.Request, rt: ResourceType) -> web.Response:
@@ -103,9 +114,10 @@ class RestHandlers:
         if wants_table(request.headers.get("Accept", "")):
             table = table_for(rt, [with_type(rt, o) for o in items], _now(), table_include_object(query))
             table["metadata"] = meta
-            return negotiation.json_response(table)
+            return negotiation.json_response(table, request=request)
         return negotiation.json_response({"kind": f"{rt.kind}List", "apiVersion": rt.api_version,
-                                          "metadata": meta, "items": [with_type(rt, o) for o in items]})
+                                          "metadata": meta, "items": [with_type(rt, o) for o in items]},
+                                         request=request)
 
     # -- create ---------------------------------------------------------------------------------
     def check_identity(self, rt: ResourceType, obj: Obj, info: Any, creating: bool) -> None:
@@ -163,6 +175,7 @@ class RestHandlers:
         if not meta.get("name") and isinstance(meta.get("generateName"), str) and meta["generateName"]:
             meta["name"] = meta["generateName"] + _random_suffix()
         await self.check_namespace(rt, meta.get("namespace", ""), creating=True)
+        await self.admit(request, rt, Operation.CREATE, str(meta.get("name") or ""), obj)
         stamp_new(obj)
         with_type(rt, obj)
         self.invalid_if(rt, str(meta.get("name") or ""), strategy.validate_metadata(obj))
@@ -182,6 +195,7 @@ class RestHandlers:
         info, ctx = request[INFO], self.ctx(request)
         self.check_identity(rt, new, info, creating=False)
         with_type(rt, new)
+        await self.admit(request, rt, Operation.UPDATE, info.name, new, old)
         sub = info.subresource
         if sub == "status":
             await strategy.prepare_status_update(ctx, new, old)
@@ -263,6 +277,7 @@ class RestHandlers:
         namespace = info.namespace if rt.namespaced else ""
         with store_errors(rt, info.name):
             obj = await self.store.get(rt.key, namespace, info.name)
+        await self.admit(request, rt, Operation.DELETE, info.name, None, obj)
         if info.resource == "namespaces" and info.name in _protected_namespaces():
             raise errors.forbidden(f'namespaces "{info.name}" is forbidden: this namespace may not be '
                                    "deleted", "namespaces", info.name)
@@ -299,7 +314,7 @@ class RestHandlers:
         return negotiation.json_response({
             "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
             "details": {"name": meta["name"], "group": rt.group, "kind": rt.resource,
-                        "uid": meta.get("uid", "")}})
+                        "uid": meta.get("uid", "")}}, request=request)
 
     async def delete_collection(self, request: web.Request, rt: ResourceType,
                                 strategy: Strategy) -> web.Response:
@@ -311,6 +326,7 @@ class RestHandlers:
         for obj in items:
             if not keep(obj):
                 continue
+            await self.admit(request, rt, Operation.DELETE, obj["metadata"]["name"], None, obj)
             if "All" not in (options.get("dryRun") or []):
                 try:
                     await self.finish_delete(request, rt, strategy, ctx, obj, options, None)
@@ -319,7 +335,7 @@ class RestHandlers:
                         raise
             deleted.append(with_type(rt, obj))
         return negotiation.json_response({"kind": f"{rt.kind}List", "apiVersion": rt.api_version,
-                                          "metadata": {}, "items": deleted})
+                                          "metadata": {}, "items": deleted}, request=request)
 
 
 # registries with ReturnDeletedObject (pods, services, serviceaccounts) answer a delete with the object;

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from miniapi import errors
+from miniapi import admission, errors
 from miniapi.authn.base import AuthenticationError, AuthResponse, Credentials
 from miniapi.authn.serviceaccount import ServiceAccountAuthenticator
 from miniapi.authz.base import Attributes, Decision
@@ -26,6 +26,7 @@ from miniapi.endpoints import negotiation
 from miniapi.endpoints.objects import store_errors
 from miniapi.filters.keys import INFO, USER
 from miniapi.registry.base import cause
+from miniapi.registry.serviceaccount import MAX_TOKEN_SECONDS, MIN_TOKEN_SECONDS, token_lifetime
 from miniapi.resources import ResourceType, lookup
 from miniapi.store import NotFound
 from miniapi.user import UserInfo, with_authenticated_group
@@ -48,10 +49,10 @@ def _strings(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(x, str) for x in value)
 
 
-def _reply(kind: str, api_version: str, body: Obj, spec: Obj, status: Obj) -> web.Response:
+def _reply(request: web.Request, kind: str, api_version: str, body: Obj, spec: Obj, status: Obj) -> web.Response:
     meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
     return negotiation.json_response({"kind": kind, "apiVersion": api_version, "metadata": meta or {},
-                                      "spec": spec, "status": status}, 201)
+                                      "spec": spec, "status": status}, 201, request=request)
 
 
 class Reviews:
@@ -66,30 +67,41 @@ class Reviews:
         assert sa_rt is not None
         with store_errors(sa_rt, info.name):
             sa = await self.server.store.get("serviceaccounts", info.namespace, info.name)
+        await self.server.admission.admit(admission.Attributes(  # NodeRestriction: a pod on this node
+            request[USER], admission.Operation.CREATE, "", "serviceaccounts", "token", info.namespace, info.name,
+            body))
         seconds = spec.get("expirationSeconds", 3600)
-        if not isinstance(seconds, int) or seconds < 600:
+        if not isinstance(seconds, int) or seconds < MIN_TOKEN_SECONDS or seconds > MAX_TOKEN_SECONDS:
+            why = "less than 10 minutes" if not isinstance(seconds, int) or seconds < MIN_TOKEN_SECONDS else \
+                "larger than 2^32 seconds"
             raise errors.invalid("TokenRequest", info.name, [cause(
-                "spec.expirationSeconds", f"Invalid value: {seconds}: may not specify a duration less "
-                "than 10 minutes")], "authentication.k8s.io")
-        cap = self.server.config.service_account_max_token_expiration
-        if cap and seconds > cap:
-            seconds = cap
-        audiences = spec.get("audiences") or list(self.server.config.audiences)
+                "spec.expirationSeconds", f"Invalid value: {seconds}: may not specify a duration {why}")],
+                "authentication.k8s.io")
+        cfg = self.server.config
+        audiences = spec.get("audiences") or list(cfg.audiences)
         if not isinstance(audiences, list) or not all(isinstance(a, str) and a for a in audiences):
             raise errors.invalid("TokenRequest", info.name, [cause("spec.audiences", "Invalid value: "
                                  "audiences must be non-empty strings")], "authentication.k8s.io")
         bound = await self._bound_object(spec.get("boundObjectRef"), info.namespace, info.name)
-        token, expires = self.server.issuer.issue(
+        life = token_lifetime(seconds, cfg.service_account_max_token_expiration,
+                              cfg.service_account_extend_token_expiration, bound.get("bound", ("",))[0] == "Pod",
+                              audiences, cfg.audiences)
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        token, _ = self.server.issuer.issue(
             namespace=info.namespace, sa_name=info.name, sa_uid=sa["metadata"].get("uid", ""),
-            audiences=audiences, expiration_seconds=seconds, **bound)
-        spec = {"audiences": audiences, "expirationSeconds": seconds,
+            audiences=audiences, expiration_seconds=life.token_seconds, now=now,
+            warn_after_seconds=life.warn_after_seconds, **bound)
+        spec = {"audiences": audiences, "expirationSeconds": life.seconds,
                 "boundObjectRef": spec.get("boundObjectRef")}
-        status = {"token": token, "expirationTimestamp": expires.astimezone(dt.UTC)
-                  .strftime("%Y-%m-%dT%H:%M:%SZ")}
+        expires = now + dt.timedelta(seconds=life.seconds)
+        status = {"token": token, "expirationTimestamp": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}
         meta = {"name": info.name, "namespace": info.namespace,
-                "creationTimestamp": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
-        return negotiation.json_response({"kind": "TokenRequest", "apiVersion": AUTHN, "metadata": meta,
-                                          "spec": spec, "status": status}, 201)
+                "creationTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        resp = negotiation.json_response({"kind": "TokenRequest", "apiVersion": AUTHN, "metadata": meta,
+                                          "spec": spec, "status": status}, 201, request=request)
+        if life.warning:
+            resp.headers["Warning"] = f'299 - "{life.warning}"'
+        return resp
 
     async def _bound_object(self, ref: Any, namespace: str, sa_name: str) -> dict[str, Any]:
         if not ref:
@@ -138,7 +150,7 @@ class Reviews:
                       "audiences": list(resp.audiences)}
         else:
             status = {"authenticated": False, "user": {}, "error": error}
-        return _reply("TokenReview", AUTHN, body, spec, status)
+        return _reply(request, "TokenReview", AUTHN, body, spec, status)
 
     async def _review(self, token: str, wanted: list[str]) -> tuple[AuthResponse | None, str]:
         """Run the bearer-token authenticators with the review's audiences (default: --api-audiences).
@@ -218,13 +230,13 @@ class Reviews:
                 raise errors.bad_request("spec.resourceAttributes.namespace must match metadata.namespace")
         status = await self._decide(user, spec, namespace)
         kind = "LocalSubjectAccessReview" if local else "SubjectAccessReview"
-        return _reply(kind, AUTHZ, body, spec, status)
+        return _reply(request, kind, AUTHZ, body, spec, status)
 
     async def self_subject_access_review(self, request: web.Request) -> web.Response:
         body = await negotiation.read_object(request)
         spec = _spec(body)
         status = await self._decide(request[USER], spec)
-        return _reply("SelfSubjectAccessReview", AUTHZ, body, spec, status)
+        return _reply(request, "SelfSubjectAccessReview", AUTHZ, body, spec, status)
 
     async def self_subject_rules_review(self, request: web.Request) -> web.Response:
         body = await negotiation.read_object(request)
@@ -240,14 +252,14 @@ class Reviews:
             "incomplete": result.incomplete}
         if result.evaluation_error:
             status["evaluationError"] = result.evaluation_error
-        return _reply("SelfSubjectRulesReview", AUTHZ, body, spec, status)
+        return _reply(request, "SelfSubjectRulesReview", AUTHZ, body, spec, status)
 
     async def self_subject_review(self, request: web.Request) -> web.Response:
         await negotiation.read_body(request)
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return negotiation.json_response({
             "kind": "SelfSubjectReview", "apiVersion": AUTHN, "metadata": {"creationTimestamp": now},
-            "status": {"userInfo": request[USER].to_json()}}, 201)
+            "status": {"userInfo": request[USER].to_json()}}, 201, request=request)
 
     async def binding(self, request: web.Request, rt: ResourceType) -> web.Response:
         info = request[INFO]
@@ -270,7 +282,7 @@ class Reviews:
         with store_errors(rt, info.name):
             await self.server.store.guaranteed_update("pods", info.namespace, info.name, assign)
         return negotiation.json_response({"kind": "Status", "apiVersion": "v1", "metadata": {},
-                                          "status": "Success", "code": 201}, 201)
+                                          "status": "Success", "code": 201}, 201, request=request)
 
 
 def _set_scheduled(pod: Obj) -> None:

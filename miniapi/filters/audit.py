@@ -29,6 +29,8 @@ def _annotations(request: web.Request) -> dict[str, str]:
     auth = request.get(AUTH)
     if auth is not None and auth.authenticator:
         out["authentication.k8s.io/authenticator"] = auth.authenticator
+    if auth is not None:
+        out.update(auth.annotations)
     return out
 
 

@@ -8,19 +8,19 @@ translated too.
 
 from __future__ import annotations
 
-import json
 import logging
 
 from aiohttp import web
 
+from miniapi.endpoints.negotiation import json_response
 from miniapi.errors import ApiError, internal
 
 log = logging.getLogger("miniapi")
 
 
-def status_response(err: ApiError) -> web.Response:
-    body = json.dumps(err.status(), separators=(",", ":")).encode()
-    return web.Response(status=err.code, body=body, content_type="application/json")
+def status_response(err: ApiError, request: web.Request | None = None) -> web.Response:
+    """The Status, encoded as the API codec does (indented for curl & co.)."""
+    return json_response(err.status(), err.code, request=request)
 
 
 _HTTP_REASONS = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed", 413: "RequestEntityTooLarge",
@@ -32,7 +32,7 @@ async def with_panic_recovery(request: web.Request, handler):  # type: ignore[no
     try:
         return await handler(request)
     except ApiError as err:
-        return status_response(err)
+        return status_response(err, request)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -41,11 +41,11 @@ async def with_panic_recovery(request: web.Request, handler):  # type: ignore[no
             from miniapi.app import MAX_REQUEST_BYTES
 
             return status_response(ApiError(413, reason, "Request entity too large: limit is "
-                                            f"{MAX_REQUEST_BYTES}"))
+                                            f"{MAX_REQUEST_BYTES}"), request)
         return status_response(ApiError(exc.status, reason, exc.reason if exc.text is None else
-                                        exc.text.removeprefix(f"{exc.status}: ")))
+                                        exc.text.removeprefix(f"{exc.status}: ")), request)
     except (ConnectionResetError, web.HTTPClientError):
         raise
     except Exception as exc:  # noqa: BLE001 - this is the panic recovery
         log.exception("panic serving %s %s", request.method, request.path)
-        return status_response(internal(f"{type(exc).__name__}: {exc}"))
+        return status_response(internal(f"{type(exc).__name__}: {exc}"), request)

@@ -27,7 +27,8 @@ Rules, in the plugin's order (PodStrategy calls :func:`mount_service_account_tok
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 Obj = dict[str, Any]
@@ -84,3 +85,38 @@ def mount_service_account_token(pod: Obj, service_account: Obj | None,
             needed = True
     if needed and not existing:
         spec["volumes"] = [*volumes, {"name": name, "projected": token_volume_source()}]
+
+
+# --- TokenRequest lifetimes (pkg/registry/core/serviceaccount/storage/token.go) ----------------------
+
+EXPIRATION_EXTENSION_SECONDS = 365 * 24 * 3600  # serviceaccount.ExpirationExtensionSeconds: one year
+MIN_TOKEN_SECONDS, MAX_TOKEN_SECONDS = 600, 1 << 32  # validation.MinTokenAgeSec / MaxTokenAgeSec
+
+
+@dataclass(frozen=True)
+class Lifetime:
+    """What a TokenRequest gets.
+
+    1. ``expirationSeconds`` above ``--service-account-max-token-expiration`` is shortened to it, with
+       the warning ``requested expiration of N seconds shortened to M seconds``.
+    2. With ``--service-account-extend-token-expiration`` (default true), a Pod-bound request for
+       exactly 3607 s whose audiences are all the apiserver's own gets a token valid for one year
+       (``exp`` = iat + 1 y) carrying ``warnafter`` = iat + 3607; the answer still says 3607 s
+       (``status.expirationTimestamp`` = now + 3607), which is what the kubelet refreshes by.
+    """
+
+    seconds: int  # spec.expirationSeconds of the answer, and of status.expirationTimestamp
+    token_seconds: int  # exp - iat of the JWT
+    warn_after_seconds: int = 0  # 0: no warnafter claim
+    warning: str = ""
+
+
+def token_lifetime(requested: int, max_seconds: int, extend: bool, pod_bound: bool,
+                   audiences: Sequence[str], api_audiences: Sequence[str]) -> Lifetime:
+    seconds, warning = requested, ""
+    if max_seconds > 0 and requested > max_seconds:
+        seconds = max_seconds
+        warning = f"requested expiration of {requested} seconds shortened to {max_seconds} seconds"
+    if extend and pod_bound and seconds == TOKEN_EXPIRATION_SECONDS and set(audiences) <= set(api_audiences):
+        return Lifetime(seconds, EXPIRATION_EXTENSION_SECONDS, seconds, warning)
+    return Lifetime(seconds, seconds, 0, warning)

@@ -15,7 +15,8 @@ argv strings themselves (``"--authorization-mode=RBAC"``). Rules:
    ``secure_port``, the kit validates with the CLI default and then binds port 0, so the kernel
    picks a free port with no race; the CLI itself is unchanged.
 
-The kit's defaults are kubeadm's (``--authorization-mode=Node,RBAC``, bootstrap tokens on,
+The kit's defaults are kubeadm's (``--authorization-mode=Node,RBAC``,
+``--enable-admission-plugins=NodeRestriction``, bootstrap tokens on,
 anonymous auth left at the real default ``true``) over the session PKI and a per-server token file.
 """
 
@@ -48,6 +49,7 @@ def kit_defaults(pki: ClusterPKI, token_file: Path) -> dict[str, Any]:
         "service_account_signing_key_file": str(pki.sa_key_file),
         "service_account_issuer": [pki.issuer],
         "authorization_mode": "Node,RBAC",
+        "enable_admission_plugins": "NodeRestriction",
         "enable_bootstrap_token_auth": True,
         "cert_dir": str(token_file.parent),
     }

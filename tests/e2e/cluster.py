@@ -103,6 +103,7 @@ class Cluster:
                 "--service-account-signing-key-file", str(p / "sa.key"),
                 "--service-account-key-file", str(p / "sa.pub"), "--service-account-issuer", ISSUER,
                 "--authorization-mode", "Node,RBAC", "--enable-bootstrap-token-auth",
+                "--enable-admission-plugins", "NodeRestriction",
                 "--audit-log-path", str(self.root / "audit.log"), *self.extra_args]
 
     def kcm_args(self) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import json
 import os
 import queue
 import re
@@ -24,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.cluster import Kubectl
+from tests.e2e.cluster import Cluster, Kubectl
 
 pytestmark = pytest.mark.e2e
 
@@ -528,3 +529,31 @@ def test_bad_label_selector_through_get(kc: Kubectl) -> None:
     assert proc.stderr.startswith('Error from server (BadRequest): Unable to find "/v1, Resource=pods" that match '
                                   'label selector "a in (", field selector "": unable to parse requirement')
 
+
+
+# -- the bytes of an answer -------------------------------------------------------------------------
+
+
+def curl(cluster: Cluster, path: str, *args: str) -> str:
+    """The real curl (its own User-Agent) with the admin's bearer token."""
+    return subprocess.run(["curl", "-s", "--cacert", str(cluster.pki / "ca.crt"), "-H",
+                           f"Authorization: Bearer {cluster.token('admin')}", *args, cluster.url + path],
+                          capture_output=True, text=True, timeout=30, check=True).stdout
+
+
+def test_json_is_compact_for_kubectl_and_indented_for_curl(cluster: Cluster, admin: Kubectl) -> None:
+    """The API codec writes compact JSON and a newline (json.Encoder); for curl, Wget and browsers, or
+    ``?pretty=true``, two-space MarshalIndent without one. /version is always indented."""
+    raw = admin.ok("get", "--raw", "/api/v1/namespaces/default")
+    doc = json.loads(raw)
+    assert doc["kind"] == "Namespace" and raw == json.dumps(doc, separators=(",", ":")) + "\n"
+    pretty = curl(cluster, "/api/v1/namespaces/default")
+    assert pretty == json.dumps(doc, indent=2)
+    assert admin.ok("get", "--raw", "/api/v1/namespaces/default?pretty=true") == pretty
+    assert curl(cluster, "/api/v1/namespaces/default?pretty=false") == raw
+    assert curl(cluster, "/api/v1/namespaces/nosuch") == (  # metav1.Status in Go's field order
+        '{\n  "kind": "Status",\n  "apiVersion": "v1",\n  "metadata": {},\n  "status": "Failure",\n'
+        '  "message": "namespaces \\"nosuch\\" not found",\n  "reason": "NotFound",\n'
+        '  "details": {\n    "name": "nosuch",\n    "kind": "namespaces"\n  },\n  "code": 404\n}')
+    version = admin.ok("get", "--raw", "/version")
+    assert version.startswith('{\n  "major": "1",\n  "minor": ') and version.endswith("\n}")

@@ -10,6 +10,7 @@ exact Forbidden text and the escalation check; CertificateSigningRequests from c
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import re
 import time
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from miniapi.authn.serviceaccount import ServiceAccountTokenIssuer
 from pki.certs import issue_cert, make_csr, make_key
 from pki.files import read_cert, read_key
 from pki.kubeconfig import ClientCertData, build_kubeconfig
@@ -168,6 +170,55 @@ def test_create_token_claims(kc: Kubectl, args: list[str], audiences: list[str],
     assert got["sub"] == "system:serviceaccount:default:default"
     assert got["kubernetes.io"] == {"namespace": "default",
                                     "serviceaccount": {"name": "default", "uid": sa_uid(kc, "default")}}
+
+
+@pytest.fixture(scope="module")
+def ext_pod(admin: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Pod ``ext`` (service account ``default``); its uid."""
+    apply(admin, tmp_path_factory.mktemp("ext"), {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "ext", "namespace": "default"},
+        "spec": {"containers": [{"name": "c", "image": "nginx"}]}})
+    return admin.ok("get", "pod", "ext", "-o", "jsonpath={.metadata.uid}")
+
+
+POD_BOUND = ["--bound-object-kind", "Pod", "--bound-object-name", "ext"]
+ONE_YEAR = 365 * 24 * 3600
+
+
+@pytest.mark.parametrize(("args", "lifetime", "warnafter"), [
+    ([*POD_BOUND, "--duration", "3607s"], ONE_YEAR, 3607),
+    (["--duration", "3607s"], 3607, None),
+    ([*POD_BOUND, "--duration", "3600s"], 3600, None),
+    ([*POD_BOUND, "--duration", "3607s", "--audience", "vault"], 3607, None),
+], ids=["kubelet-like-extended", "not-pod-bound", "not-3607", "foreign-audience"])
+def test_create_token_extended_expiration(admin: Kubectl, ext_pod: str, args: list[str], lifetime: int,
+                                          warnafter: int | None) -> None:
+    """--service-account-extend-token-expiration (default true): a pod-bound 3607 s request for the
+    apiserver's own audience is valid for a year, warns after 3607 s, and is answered as 3607 s."""
+    answer = json.loads(admin.ok("create", "token", "default", *args, "-o", "json"))
+    got = claims(answer["status"]["token"])
+    assert got["exp"] - got["iat"] == lifetime
+    assert got["kubernetes.io"].get("warnafter") == (got["iat"] + warnafter if warnafter else None)
+    assert answer["spec"]["expirationSeconds"] == int(args[args.index("--duration") + 1].rstrip("s"))
+    expires = dt.datetime.fromisoformat(answer["status"]["expirationTimestamp"].replace("Z", "+00:00"))
+    assert expires.timestamp() == got["iat"] + answer["spec"]["expirationSeconds"]  # what the kubelet refreshes by
+
+
+def test_an_extended_token_used_after_warnafter_is_audited_as_stale(cluster: Cluster, admin: Kubectl,
+                                                                    ext_pod: str) -> None:
+    issuer = ServiceAccountTokenIssuer((cluster.pki / "sa.key").read_bytes(), ISSUER)
+    issued = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+    token, _ = issuer.issue("default", "default", sa_uid(admin, "default"), [ISSUER], ONE_YEAR,
+                            ("Pod", "ext", ext_pod), now=issued, warn_after_seconds=3607)
+    sa = as_token(cluster, "sa-stale", token)
+    assert whoami(sa)["Username"] == "system:serviceaccount:default:default"  # stale is not invalid
+    events = [json.loads(line) for line in (cluster.root / "audit.log").read_text().splitlines()]
+    stale = [e["annotations"]["authentication.k8s.io/stale-token"] for e in events
+             if "authentication.k8s.io/stale-token" in e.get("annotations", {})]
+    assert stale, "no audit event carries authentication.k8s.io/stale-token"
+    late = int(re.fullmatch(r"subject: system:serviceaccount:default:default, seconds after warning threshold: "
+                            r"(\d+)", stale[-1]).group(1))  # type: ignore[union-attr]
+    assert 2 * 3600 - 3607 <= late < 2 * 3600 - 3607 + 120
 
 
 def test_token_for_another_audience_is_not_accepted_by_the_apiserver(cluster: Cluster, admin: Kubectl) -> None:

@@ -72,7 +72,7 @@ class Pki:
                      client_ca_file=str(p / "ca.crt"), token_auth_file=str(self.root / "tokens.csv"),
                      service_account_signing_key_file=str(p / "sa.key"),
                      service_account_issuers=(ISSUER,), authorization_mode=("Node", "RBAC"),
-                     enable_bootstrap_token_auth=True)
+                     enable_bootstrap_token_auth=True, enable_admission_plugins=("NodeRestriction",))
         return validate(replace(cfg, **changes))
 
     def ssl(self, client_cert: bool = True) -> ssl.SSLContext:

@@ -13,6 +13,8 @@ controller-manager (tests/e2e/cluster.py) and a real kubelet (kubelet_harness.py
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 import re
 import ssl
@@ -128,6 +130,10 @@ async def test_pod_sees_its_namespace_token_ca_and_kubernetes_service_env(kc: Ku
     assert user["extra"]["authentication.kubernetes.io/pod-name"] == ["sa-pod"]
     assert user["extra"]["authentication.kubernetes.io/pod-uid"] == [pod["metadata"]["uid"]]
     assert user["extra"]["authentication.kubernetes.io/node-name"] == [NODE]
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    # the kubelet asked for 3607 s: --service-account-extend-token-expiration made it a year with a warnafter
+    assert (claims["exp"] - claims["iat"], claims["kubernetes.io"]["warnafter"] - claims["iat"]) == (
+        365 * 24 * 3600, 3607)
     await kc.delete("pods", "sa-pod", "default")  # graceful: the kubelet stops it, then removes the object
     await wait_for(kc, "pods", lambda p: p is None, name="sa-pod", namespace="default")
     assert not files.exists()

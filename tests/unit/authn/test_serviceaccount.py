@@ -128,6 +128,22 @@ async def test_pod_bound_token_authenticates_with_extra(objects: FakeStore, key:
     assert response.audiences == (ISSUER,)
 
 
+@pytest.mark.parametrize(("used_after", "annotations"), [
+    (3607, ()),  # at warnafter exactly: not yet stale (time.After is strict)
+    (3608, (("authentication.k8s.io/stale-token",
+             "subject: system:serviceaccount:default:builder, seconds after warning threshold: 1"),)),
+    (86400, (("authentication.k8s.io/stale-token",
+              "subject: system:serviceaccount:default:builder, seconds after warning threshold: 82793"),)),
+], ids=["at-warnafter", "one-second-late", "a-day-late"])
+async def test_an_extended_token_past_warnafter_is_valid_but_stale(objects: FakeStore, used_after: int,
+                                                                   annotations: tuple[tuple[str, str], ...]) -> None:
+    token = _issue(bound=("Pod", "p1", "pod-1"), expiration_seconds=365 * 86400, warn_after_seconds=3607)
+    assert _segments(token)[1]["kubernetes.io"]["warnafter"] == int(T0.timestamp()) + 3607
+    at = T0 + dt.timedelta(seconds=used_after)
+    response = await _authenticator(objects, at=at).authenticate_token(token)
+    assert response is not None and response.annotations == annotations
+
+
 @pytest.mark.parametrize("bound", [None, ("Secret", "s1", "sec-1"), ("Node", "node1", "node-1")],
                          ids=["unbound", "secret-bound", "node-bound"])
 async def test_other_bindings_authenticate(objects: FakeStore, bound: tuple[str, str, str] | None) -> None:

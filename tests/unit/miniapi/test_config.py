@@ -28,7 +28,8 @@ def good(files: dict[str, str]) -> Config:
     return Config(tls_cert_file=files["tls.crt"], tls_private_key_file=files["tls.key"],
                   client_ca_file=files["ca.crt"], service_account_signing_key_file=files["sa.key"],
                   service_account_issuers=(ISSUER,), authorization_mode=("Node", "RBAC"),
-                  anonymous_auth=False, kubelet_certificate_authority=files["kubelet-ca.crt"])
+                  anonymous_auth=False, kubelet_certificate_authority=files["kubelet-ca.crt"],
+                  enable_admission_plugins=("NodeRestriction",))
 
 
 def test_hardened_config_has_no_insecure_warnings(good: Config) -> None:
@@ -69,10 +70,19 @@ def test_insecure_defaults_start_but_warn(good: Config) -> None:
     ({"secure_port": 0}, "--secure-port must be between 1 and 65535"),
     ({"secure_port": 70000}, "--secure-port must be between 1 and 65535"),
     ({"kubelet_preferred_address_types": ("InternalIP", "Bogus")}, "unknown type 'Bogus'"),
+    ({"enable_admission_plugins": ("NodeRestrictions",)}, 'enable-admission-plugins plugin "NodeRestrictions" is '
+                                                          "unknown"),
+    ({"enable_admission_plugins": ("NodeRestriction",), "disable_admission_plugins": ("NodeRestriction",)},
+     "[NodeRestriction] in enable-admission-plugins and disable-admission-plugins overlapped"),
+    ({"disable_admission_plugins": ("ServiceAccount",)}, "ServiceAccount is built into miniapi"),
+    ({"service_account_max_token_expiration": 600}, "the service-account-max-token-expiration must be between 1 "
+                                                    "hour and 2^32 seconds"),
 ], ids=["no-issuer", "no-signing-key", "unknown-mode", "duplicate-mode", "no-mode", "cert-without-key",
         "key-without-cert", "kubelet-cert-without-key", "cidr-prefix-too-long", "cidr-junk",
         "cidr-host-bits", "cidr-too-small", "missing-client-ca", "missing-token-file", "missing-signing-key",
-        "missing-sa-key-file", "missing-kubelet-ca", "port-zero", "port-too-big", "unknown-address-type"])
+        "missing-sa-key-file", "missing-kubelet-ca", "port-zero", "port-too-big", "unknown-address-type",
+        "unknown-admission-plugin", "admission-plugin-enabled-and-disabled", "builtin-admission-plugin",
+        "max-token-expiration-below-an-hour"])
 def test_validate_refuses(good: Config, changes: dict[str, object], why: str) -> None:
     with pytest.raises(ConfigError) as err:
         validate(dataclasses.replace(good, **changes))  # type: ignore[arg-type]
@@ -102,6 +112,13 @@ def test_from_args_defaults_are_the_real_insecure_ones(files: dict[str, str]) ->
     assert cfg.kubelet_certificate_authority == "" and cfg.secure_port == 6443
     assert cfg.service_cluster_ip_range == "10.96.0.0/12"
     assert any("INSECURE" in w for w in cfg.warnings)
+    assert "NodeRestriction" not in cfg.admission_plugins  # kubeadm adds it; the real default list has not
+    assert "ServiceAccount" in cfg.admission_plugins and cfg.service_account_extend_token_expiration is True
+
+
+def test_node_authorizer_without_node_restriction_warns(good: Config) -> None:
+    cfg = validate(dataclasses.replace(good, enable_admission_plugins=()))
+    assert any("INSECURE: admission plugin NodeRestriction is not enabled" in w for w in cfg.warnings)
 
 
 @pytest.mark.parametrize("flag", ["--anonymous-auth=maybe", "--secure-port=https"])
@@ -110,3 +127,16 @@ def test_from_args_rejects_malformed_values(flag: str, capsys: pytest.CaptureFix
         from_args([flag])
     assert exit_.value.code == 2
     assert "invalid" in capsys.readouterr().err
+
+
+def test_max_token_expiration_below_the_extension_warns(good: Config) -> None:
+    cfg = validate(dataclasses.replace(good, service_account_max_token_expiration=3600,
+                                       service_account_extend_token_expiration=True))
+    assert cfg.warnings[-2:] == (
+        "service-account-extend-token-expiration is true, in order to correctly trigger safe transition logic, "
+        "service-account-max-token-expiration must be set longer than 3607 seconds (currently 1h0m0s)",
+        "service-account-extend-token-expiration is true, enabling tokens valid up to 31536000 seconds, which is "
+        "longer than service-account-max-token-expiration set to 1h0m0s seconds")
+    quiet = validate(dataclasses.replace(good, service_account_max_token_expiration=3600,
+                                         service_account_extend_token_expiration=False))
+    assert not [w for w in quiet.warnings if "token-expiration" in w]

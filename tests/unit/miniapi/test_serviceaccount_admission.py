@@ -1,4 +1,5 @@
-"""The ServiceAccount admission plugin's token volume: exact shape, opt-outs, existing mounts."""
+"""The ServiceAccount admission plugin's token volume: exact shape, opt-outs, existing mounts; and the
+lifetime a TokenRequest gets (max expiration, the one-year extension of kubelet-style requests)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,16 @@ from typing import Any
 
 import pytest
 
-from miniapi.registry.serviceaccount import MOUNT_PATH, mount_service_account_token, random_suffix
+from miniapi.registry.serviceaccount import (
+    MOUNT_PATH,
+    Lifetime,
+    mount_service_account_token,
+    random_suffix,
+    token_lifetime,
+)
 
 Obj = dict[str, Any]
+ISSUER = "https://kubernetes.default.svc.cluster.local"
 VOLUME = {"name": "kube-api-access-x7k2p", "projected": {"defaultMode": 420, "sources": [
     {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
     {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
@@ -73,3 +81,22 @@ def test_an_existing_kube_api_access_volume_is_reused() -> None:
 
 def test_random_suffix_uses_the_kubernetes_alphabet() -> None:
     assert all(re.fullmatch(r"[bcdfghjklmnpqrstvwxz2456789]{5}", random_suffix()) for _ in range(50))
+
+
+@pytest.mark.parametrize(("requested", "cap", "extend", "pod", "audiences", "expected"), [
+    (3607, 0, True, True, [ISSUER], Lifetime(3607, 365 * 86400, 3607)),
+    (3607, 0, False, True, [ISSUER], Lifetime(3607, 3607)),
+    (3607, 0, True, False, [ISSUER], Lifetime(3607, 3607)),
+    (3600, 0, True, True, [ISSUER], Lifetime(3600, 3600)),
+    (3607, 0, True, True, ["vault"], Lifetime(3607, 3607)),
+    (3607, 0, True, True, [], Lifetime(3607, 365 * 86400, 3607)),
+    (7200, 3600, True, True, [ISSUER], Lifetime(3600, 3600, 0, "requested expiration of 7200 seconds shortened to "
+                                                             "3600 seconds")),
+    (3607, 3600, True, True, [ISSUER], Lifetime(3600, 3600, 0, "requested expiration of 3607 seconds shortened to "
+                                                             "3600 seconds")),
+    (3607, 7200, True, True, [ISSUER], Lifetime(3607, 365 * 86400, 3607)),
+], ids=["kubelet-request", "extension-off", "not-pod-bound", "not-3607", "foreign-audience", "default-audience",
+        "capped", "capped-below-3607-no-extension", "cap-does-not-limit-the-extension"])
+def test_token_lifetime(requested: int, cap: int, extend: bool, pod: bool, audiences: list[str],
+                        expected: Lifetime) -> None:
+    assert token_lifetime(requested, cap, extend, pod, audiences, [ISSUER]) == expected

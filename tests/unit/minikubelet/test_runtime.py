@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from minikubelet.logs import LogOptions, read_log
-from minikubelet.podstate import kill_all, proc_start_ticks
+from minikubelet.podstate import children_of, kill_all, proc_start_ticks
 from minikubelet.runtime import ContainerLookupError, ProcessRuntime
 
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin"}
@@ -176,3 +178,24 @@ async def test_mounts_are_seen_by_the_container_and_its_exec_but_not_by_the_node
     result = await rt.run("default", "p1", "c1", ["cat", f"{target}/token"])
     assert (result.exit_code, result.output) == (0, b"secret-ish")  # exec joins the container's namespace
     await rt.kill("u1", 2)
+
+
+async def test_kill_all_also_kills_a_container_the_kubelet_had_not_recorded(tmp_path: Path) -> None:
+    """A kubelet stopped while a shim was starting a container (a restart during ``minilab down``) left
+    ``shim.json`` with the shim's pid only: kill_all finds the container as the shim's child, kills its
+    group and the shim, and returns only when both are gone."""
+    run_dir = tmp_path / "pods" / "u1" / "containers" / "c1" / "3"
+    run_dir.mkdir(parents=True)
+    marker = f"unrecorded-{os.getpid()}"
+    spec = {"argv": ["sh", "-c", f"sleep 60; echo {marker}"], "env": ENV, "cwd": str(tmp_path),
+            "log": str(run_dir / "3.log"), "exit": str(run_dir / "exit.json"), "mounts": []}
+    (run_dir / "spec.json").write_text(json.dumps(spec))
+    shim = await asyncio.create_subprocess_exec(sys.executable, "-m", "minikubelet.shim", str(run_dir / "spec.json"),
+                                                stdout=asyncio.subprocess.PIPE, start_new_session=True)
+    assert shim.stdout is not None
+    container = json.loads(await shim.stdout.readline())["pid"]  # the report the kubelet never read
+    (run_dir / "shim.json").write_text(json.dumps({"shimPid": shim.pid, "shimTicks": proc_start_ticks(shim.pid)}))
+    assert (container, proc_start_ticks(container)) in children_of(shim.pid)
+    assert kill_all(str(tmp_path)) == 1
+    assert proc_start_ticks(container) is None  # gone (or a zombie) when kill_all returns
+    assert await asyncio.wait_for(shim.wait(), 1) == -9

@@ -47,7 +47,11 @@ async def test_pods_and_runningpods(kubelet: KubeletFactory, runtime: FakeRuntim
         assert (doc["kind"], doc["apiVersion"]) == ("PodList", "v1")
         assert sorted(p["metadata"]["name"] for p in doc["items"]) == ["done", "p1"]
         assert doc["items"][0]["status"]["phase"] == "Running"
-        running = json.loads((await k.call("/runningpods/")).body)["items"]
+        assert r.body.startswith(b'{"kind":"PodList","apiVersion":"v1","metadata":{},"items":[{')  # Go's
+        assert r.body.endswith(b"]}\n")  # json.Encoder: compact, newline-terminated
+        raw = (await k.call("/runningpods/")).body
+        assert raw.startswith(b'{"kind":"PodList","apiVersion":"v1","metadata":{},"items":[') and raw.endswith(b"\n")
+        running = json.loads(raw)["items"]
         assert running == [{"metadata": {"name": "p1", "namespace": "default", "uid": "uid-p1",
                                          "creationTimestamp": None},
                             "spec": {"containers": [{"name": "c1", "image": "busybox", "resources": {}},
@@ -63,9 +67,12 @@ async def test_configz_stats_metrics(kubelet: KubeletFactory, runtime: FakeRunti
     runtime.container("default", "p1", "c1").pid = proc.pid
     try:
         async with kubelet(config={"kind": "KubeletConfiguration", "readOnlyPort": 10255}) as k:
-            assert json.loads((await k.call("/configz")).body) == {
-                "kubeletconfig": {"kind": "KubeletConfiguration", "readOnlyPort": 10255}}
-            summary = json.loads((await k.call("/stats/summary")).body)
+            assert (await k.call("/configz")).body == \
+                b'{"kubeletconfig":{"kind":"KubeletConfiguration","readOnlyPort":10255}}'  # json.Marshal
+            raw = (await k.call("/stats/summary")).body
+            assert raw.startswith(b'{\n "node": {\n  "nodeName": "node1",\n')  # go-restful's MarshalIndent
+            assert raw.endswith(b"\n}")  # no trailing newline
+            summary = json.loads(raw)
             node = summary["node"]
             assert node["nodeName"] == "node1" and node["cpu"]["usageCoreNanoSeconds"] > 0
             assert node["memory"]["workingSetBytes"] > 0 and node["startTime"].endswith("Z")
