@@ -68,7 +68,8 @@ def apiserver_argv(top: Topology, levels: Mapping[str, Level]) -> list[str]:
             "--client-ca-file", f"{p}/ca.crt", "--token-auth-file", f"{KUBE}/tokens.csv",
             "--service-account-signing-key-file", f"{p}/sa.key", "--service-account-key-file", f"{p}/sa.pub",
             "--service-account-issuer", SA_ISSUER, "--service-cluster-ip-range", "10.96.0.0/12",
-            "--authorization-mode", "Node,RBAC", "--enable-bootstrap-token-auth",
+            "--authorization-mode", "Node,RBAC", "--enable-admission-plugins", "NodeRestriction",  # kubeadm's
+            "--enable-bootstrap-token-auth",
             "--kubelet-client-certificate", f"{p}/apiserver-kubelet-client.crt",
             "--kubelet-client-key", f"{p}/apiserver-kubelet-client.key",
             # kubeadm's choice: node names do not resolve across the lab's networks, IPs do.
