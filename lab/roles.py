@@ -33,6 +33,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -201,33 +202,52 @@ def node_processes(top: Topology, name: str, levels: Mapping[str, Level]) -> lis
             *tunnel.node_processes(top, name, KUBE, tunnel.mode())]
 
 
+RESTART_SEC = 2.0  # kubeadm's kubelet unit: Restart=always, RestartSec=10 (shorter here: a lab)
+
+
 def _supervise(argvs: list[list[str]]) -> int:
-    """Start every process; on SIGTERM/SIGINT stop them all; when one exits, stop the rest and exit with
-    its code (compose then shows the container as exited instead of half a node running)."""
-    children: list[subprocess.Popen[bytes]] = []
-    for argv in argvs:
+    """Start every process and restart one that exits, as systemd's ``Restart=always`` does for kubeadm's
+    kubelet unit (the kubelet exits, e.g., when its TLS bootstrap cannot reach the apiserver: here the
+    first attempt of a joining node meets the attacker's certificate, scenario 9). On SIGTERM/SIGINT stop
+    them all and exit 0."""
+    children: dict[int, tuple[list[str], subprocess.Popen[bytes]]] = {}
+    stopping = False
+
+    def start(argv: list[str]) -> None:
         print("+ " + shlex.join(argv), flush=True)
-        children.append(subprocess.Popen(argv))
+        child = subprocess.Popen(argv)
+        children[child.pid] = (argv, child)
 
     def stop(signum: int, frame: object) -> None:
-        for child in children:
+        nonlocal stopping
+        stopping = True
+        for _, child in children.values():
             if child.poll() is None:
                 child.terminate()
 
+    for argv in argvs:
+        start(argv)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    pid, status = os.wait()
-    code = os.waitstatus_to_exitcode(status)
-    gone = next((c for c in children if c.pid == pid), None)
-    if gone is not None:
-        print(f"lab role: {shlex.join(gone.args)} exited {code}; stopping the others", flush=True)  # type: ignore[arg-type]
-    stop(signal.SIGTERM, None)
-    for child in children:
+    while children and not stopping:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        entry = children.pop(pid, None)
+        if entry is None or stopping:
+            continue
+        print(f"lab role: {entry[0][0]} exited {os.waitstatus_to_exitcode(status)}; restarting it in "
+              f"{RESTART_SEC:.0f}s (systemd's Restart=always)", flush=True)
+        time.sleep(RESTART_SEC)
+        if not stopping:
+            start(entry[0])
+    for _, child in children.values():
         try:
             child.wait(timeout=10)
         except subprocess.TimeoutExpired:
             child.kill()
-    return code
+    return 0
 
 
 def role_kubelet(top: Topology) -> None:

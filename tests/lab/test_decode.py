@@ -238,3 +238,25 @@ def test_replay_only_service_account_tokens_sent_to_the_apiserver(monkeypatch: p
     r.bearer_token(sa, "10.221.1.10:443")
     r.bearer_token(sa, "10.221.1.10:443")  # once per token
     assert started == [sa]
+
+
+def test_node_supervisor_restarts_an_exited_process_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """lab/roles.py _supervise: systemd's Restart=always for a kubelet whose first bootstrap failed."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    marker, runs = tmp_path / "failed-once", tmp_path / "runs"
+    flaky = f"echo run >> {runs}; if [ ! -e {marker} ]; then touch {marker}; exit 1; fi; exec sleep 60"
+    code = ("import lab.roles as r; r.RESTART_SEC = 0.1; "
+            f"raise SystemExit(r._supervise([['sh', '-c', {flaky!r}], ['sleep', '60']]))")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=Path(__file__).resolve().parents[2])
+    deadline = time.monotonic() + 20
+    while (not runs.exists() or len(runs.read_text().splitlines()) < 2) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=20)
+    assert runs.read_text().splitlines() == ["run", "run"], out
+    assert "exited 1; restarting it" in out and proc.returncode == 0, out
