@@ -3,45 +3,33 @@
 Sits after authentication (so it knows the user) and before authorization (so it sees 403s too).
 Failed authentications are audited by :func:`audit_failed_authentication`, which the authentication
 filter's 401 passes through (WithFailedAuthenticationAudit in the real chain). That outer filter also
-stamps ``request[RECEIVED]`` once, and both filters report it as ``requestReceivedTimestamp`` (the
-real chain's WithRequestReceivedTimestamp does the same, outermost).
+stamps ``request[RECEIVED]`` once (a ``time.time()`` value), and both filters report it as
+``requestReceivedTimestamp`` (the real chain's WithRequestReceivedTimestamp does the same, outermost).
+The filters only collect what they already hold; :mod:`miniapi.audit` builds the Event from it.
 """
 
 from __future__ import annotations
 
+import time
+
 from aiohttp import web
 
-from miniapi.audit import AuditLog, now_rfc3339_micro
-from miniapi.authz.base import Decision
+from miniapi.audit import AuditLog, Pending
 from miniapi.errors import ApiError
 from miniapi.filters.keys import AUTH, AUTHN_ERROR, AUTHZ, INFO, RECEIVED, USER
 
 
-def _annotations(request: web.Request) -> dict[str, str]:
-    out: dict[str, str] = {}
-    authz = request.get(AUTHZ)
-    if authz is not None:
-        decision, reason = authz
-        out["authorization.k8s.io/decision"] = "allow" if decision is Decision.ALLOW else "forbid"
-        out["authorization.k8s.io/reason"] = reason
-    if request.get(AUTHN_ERROR):
-        out["authentication.k8s.io/error"] = request[AUTHN_ERROR]
+def _record(audit: AuditLog, request: web.Request, received: float, code: int) -> None:
     auth = request.get(AUTH)
-    if auth is not None and auth.authenticator:
-        out["authentication.k8s.io/authenticator"] = auth.authenticator
-    return out
-
-
-def _record(audit: AuditLog, request: web.Request, received: str, code: int) -> None:
-    audit.record(info=request.get(INFO), uri=request.path_qs, user=request.get(USER),
-                 source_ip=request.remote or "", user_agent=request.headers.get("User-Agent", ""),
-                 code=code, received=received, annotations=_annotations(request))
+    audit.add(Pending(request.get(INFO), request.path_qs, request.get(USER), request.remote or "",
+                      request.headers.get("User-Agent", ""), code, received, time.time(), request.get(AUTHZ),
+                      request.get(AUTHN_ERROR), auth.authenticator if auth is not None else ""))
 
 
 def with_audit(audit: AuditLog):  # type: ignore[no-untyped-def]
     @web.middleware
     async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
-        received = request.get(RECEIVED) or now_rfc3339_micro()
+        received = request.get(RECEIVED) or time.time()
         try:
             resp = await handler(request)
         except ApiError as err:
@@ -61,7 +49,7 @@ def audit_failed_authentication(audit: AuditLog):  # type: ignore[no-untyped-def
 
     @web.middleware
     async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
-        received = request[RECEIVED] = now_rfc3339_micro()
+        received = request[RECEIVED] = time.time()
         try:
             return await handler(request)
         except ApiError as err:
