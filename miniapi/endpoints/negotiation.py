@@ -29,9 +29,18 @@ def _dumps(obj: Any) -> bytes:
 
 
 def json_response(obj: Any, status: int = 200, content_type: str = "application/json") -> web.Response:
-    resp = web.Response(status=status, body=_dumps(obj))
+    return encoded_response(_dumps(obj), status, content_type)
+
+
+def encoded_response(body: bytes, status: int = 200, content_type: str = "application/json") -> web.Response:
+    resp = web.Response(status=status, body=body)
     resp.headers["Content-Type"] = content_type
     return resp
+
+
+def dumps(obj: Any) -> bytes:
+    """The JSON bytes :func:`json_response` sends for ``obj``."""
+    return _dumps(obj)
 
 
 def media_type(request: web.Request) -> str:
