@@ -8,7 +8,9 @@ credential is a 401 and never turns anonymous.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 from miniapi.user import UserInfo
@@ -16,12 +18,13 @@ from miniapi.user import UserInfo
 
 @dataclass(frozen=True)
 class Credentials:
-    """What a request carries: the raw Authorization header and the TLS peer chain (DER, leaf first)."""
+    """What a request carries: the raw Authorization header and the TLS peer chain (DER, leaf first).
+    The token and its digest are worked out once per request, whichever authenticators ask."""
 
     authorization: str | None = None
     peer_certs: tuple[bytes, ...] = ()
 
-    @property
+    @cached_property
     def bearer_token(self) -> str | None:
         """The token of ``Authorization: Bearer TOKEN`` (None without one; '' for an empty one)."""
         if not self.authorization:
@@ -30,6 +33,15 @@ class Credentials:
         if scheme.lower() != "bearer":
             return None
         return token.strip()
+
+    @cached_property
+    def token_digest(self) -> bytes:
+        """SHA-256 of the bearer token (what token caches are keyed by, never the token itself)."""
+        return token_digest(self.bearer_token or "")
+
+
+def token_digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
 @dataclass(frozen=True)

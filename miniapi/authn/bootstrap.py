@@ -34,13 +34,12 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import hashlib
 import hmac
 import re
 from collections.abc import Callable
 from typing import Any
 
-from miniapi.authn.base import AuthenticationError, AuthResponse, Credentials
+from miniapi.authn.base import AuthenticationError, AuthResponse, Credentials, token_digest
 from miniapi.store.base import NotFound, Store, StoreError
 from miniapi.user import BOOTSTRAP_GROUP, BOOTSTRAP_USER_PREFIX, UserInfo
 
@@ -79,15 +78,17 @@ class BootstrapTokenAuthenticator:
 
     async def authenticate(self, creds: Credentials) -> AuthResponse | None:
         token = creds.bearer_token
-        return await self.authenticate_token(token) if token else None
+        return await self._authenticate(token, creds.token_digest) if token else None
 
     async def authenticate_token(self, token: str) -> AuthResponse | None:
+        return await self._authenticate(token, token_digest(token))
+
+    async def _authenticate(self, token: str, digest: bytes) -> AuthResponse | None:
         match = TOKEN_RE.fullmatch(token)
         if match is None:
             return None
         token_id, token_secret = match.groups()
         secret_name = SECRET_PREFIX + token_id
-        digest = hashlib.sha256(token.encode()).digest()
         hit = self._verified.get(digest)
         if hit is not None and self._version_of is not None:
             version, expires, answer = hit

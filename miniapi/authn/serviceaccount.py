@@ -54,7 +54,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from miniapi.authn.base import AuthenticationError, AuthResponse, Credentials
+from miniapi.authn.base import AuthenticationError, AuthResponse, Credentials, token_digest
 from miniapi.store.base import NotFound, Store, StoreError
 from miniapi.user import SERVICEACCOUNT_USER_PREFIX, SERVICEACCOUNTS_GROUP, UserInfo
 
@@ -192,6 +192,7 @@ class ServiceAccountAuthenticator:
         self.issuers, self.api_audiences = frozenset(issuers), tuple(api_audiences)
         self._store, self._clock = store, clock
         self._verified: dict[bytes, dict[str, Any]] = {}  # SHA-256(token) -> claims, read-only
+        self._granted: dict[bytes, tuple[str, ...]] = {}  # SHA-256(token) -> rule 4 for the api audiences
         # SHA-256(token) -> the objects rules 6-7 read (key, namespace, name, resourceVersion) and the user
         self._live: dict[bytes, tuple[tuple[tuple[str, str, str, str], ...], UserInfo]] = {}
         self._version_of: Callable[[str, str, str], str | None] | None = getattr(
@@ -199,18 +200,26 @@ class ServiceAccountAuthenticator:
 
     async def authenticate(self, creds: Credentials) -> AuthResponse | None:
         token = creds.bearer_token
-        return await self.authenticate_token(token) if token else None
+        if not token or token.count(".") != 2:
+            return None  # rule 1: not a three-part JWT
+        return await self._authenticate(token, creds.token_digest, self.api_audiences)
 
     async def authenticate_token(self, token: str,
                                  audiences: Sequence[str] | None = None) -> AuthResponse | None:
         """TokenReview's entry point too: ``audiences`` are the requested ones (default: api audiences)."""
         if token.count(".") != 2:
             return None  # rule 1: not a three-part JWT
-        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        return await self._authenticate(token, token_digest(token), audiences or self.api_audiences)
+
+    async def _authenticate(self, token: str, digest: bytes, requested: Sequence[str]) -> AuthResponse | None:
         claims = self._claims(token, digest)
         if claims is None:
             return None  # rule 1
-        granted = self._check_audiences(claims.get("aud"), audiences or self.api_audiences)
+        granted = self._granted.get(digest) if requested is self.api_audiences else None
+        if granted is None:
+            granted = self._check_audiences(claims.get("aud"), requested)
+            if requested is self.api_audiences:
+                self._granted[digest] = granted
         now = self._clock()
         _check_times(claims, now)
         user = self._still_live(digest)
@@ -255,6 +264,7 @@ class ServiceAccountAuthenticator:
         if claims.get("iss") != issuer:
             raise AuthenticationError(f"token issuer {json.dumps(claims.get('iss'))} is invalid")
         if len(self._verified) >= CACHE_SIZE:
+            self._granted.pop(next(iter(self._verified)), None)
             del self._verified[next(iter(self._verified))]
         self._verified[digest] = claims
         return claims
