@@ -1,5 +1,8 @@
 """build_app(): the ONE ordered handler chain, each line naming the kube-apiserver filter it stands for.
 
+Each filter wraps the next handler (as in Go), so the chain is plain awaits from the outermost filter
+down to the router, without aiohttp's per-request middleware machinery.
+
 Request path, outermost first (k8s.io/apiserver/pkg/server/config.go DefaultBuildHandlerChain, in
 request order)::
 
@@ -25,6 +28,7 @@ from miniapi.endpoints.proxy import ProxyHandlers
 from miniapi.endpoints.rest import RestHandlers
 from miniapi.endpoints.reviews import Reviews
 from miniapi.endpoints.watch import serve_watch
+from miniapi.filters import Filter, Handler
 from miniapi.filters.audit import audit_failed_authentication, with_audit
 from miniapi.filters.authentication import with_authentication
 from miniapi.filters.authorization import with_authorization
@@ -152,7 +156,8 @@ class Router:
 
 
 def build_app(server: APIServer) -> web.Application:
-    middlewares = [
+    router = Router(server)
+    chain: list[Filter] = [  # in request order; each wraps everything below it
         with_panic_recovery,                              # WithPanicRecovery (+ Status rendering)
         with_request_info,                                # WithRequestInfo
         audit_failed_authentication(server.audit),        # WithFailedAuthenticationAudit
@@ -160,9 +165,11 @@ def build_app(server: APIServer) -> web.Application:
         with_audit(server.audit),                         # WithAudit
         with_authorization(server.authorizer),            # WithAuthorization
     ]
-    app = web.Application(middlewares=middlewares, client_max_size=MAX_REQUEST_BYTES,
+    handler: Handler = router.handle
+    for wrap in reversed(chain):
+        handler = wrap(handler)
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES,
                           handler_args={"max_field_size": 16384, "max_line_size": MAX_HEADER_BYTES})
-    router = Router(server)
-    app.router.add_route("*", "/{tail:.*}", router.handle)
+    app.router.add_route("*", "/{tail:.*}", handler)
     app.on_cleanup.append(router.proxy.aclose)  # the proxy's idle backend connections
     return app

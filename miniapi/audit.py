@@ -60,11 +60,12 @@ class Pending:
             self._event = build_event(info=self.info, uri=self.uri, user=self.user, source_ip=self.source_ip,
                                       user_agent=self.user_agent, code=self.code,
                                       received=rfc3339_micro(self.received), stage=rfc3339_micro(self.completed),
-                                      annotations=annotations(self.authz, self.authn_error, self.authenticator))
+                                      annotations=audit_annotations(self.authz, self.authn_error, self.authenticator))
         return self._event
 
 
-def annotations(authz: tuple[Decision, str] | None, authn_error: str | None, authenticator: str) -> dict[str, str]:
+def audit_annotations(authz: tuple[Decision, str] | None, authn_error: str | None,
+                      authenticator: str) -> dict[str, str]:
     """The authorization decision + reason, the authentication error, the authenticator that said yes."""
     out: dict[str, str] = {}
     if authz is not None:

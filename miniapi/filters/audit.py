@@ -16,6 +16,7 @@ from aiohttp import web
 
 from miniapi.audit import AuditLog, Pending
 from miniapi.errors import ApiError
+from miniapi.filters import Filter, Handler
 from miniapi.filters.keys import AUTH, AUTHN_ERROR, AUTHZ, INFO, RECEIVED, USER
 
 
@@ -26,35 +27,39 @@ def _record(audit: AuditLog, request: web.Request, received: float, code: int) -
                       request.get(AUTHN_ERROR), auth.authenticator if auth is not None else ""))
 
 
-def with_audit(audit: AuditLog):  # type: ignore[no-untyped-def]
-    @web.middleware
-    async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
-        received = request.get(RECEIVED) or time.time()
-        try:
-            resp = await handler(request)
-        except ApiError as err:
-            _record(audit, request, received, err.code)
-            raise
-        except Exception:
-            _record(audit, request, received, 500)
-            raise
-        _record(audit, request, received, resp.status)
-        return resp
+def with_audit(audit: AuditLog) -> Filter:
+    def wrap(handler: Handler) -> Handler:
+        async def audited(request: web.Request) -> web.StreamResponse:
+            received = request.get(RECEIVED) or time.time()
+            try:
+                resp = await handler(request)
+            except ApiError as err:
+                _record(audit, request, received, err.code)
+                raise
+            except Exception:
+                _record(audit, request, received, 500)
+                raise
+            _record(audit, request, received, resp.status)
+            return resp
 
-    return middleware
+        return audited
+
+    return wrap
 
 
-def audit_failed_authentication(audit: AuditLog):  # type: ignore[no-untyped-def]
+def audit_failed_authentication(audit: AuditLog) -> Filter:
     """Placed just outside WithAuthentication: audits the 401s it produces."""
 
-    @web.middleware
-    async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
-        received = request[RECEIVED] = time.time()
-        try:
-            return await handler(request)
-        except ApiError as err:
-            if err.code == 401:
-                _record(audit, request, received, 401)
-            raise
+    def wrap(handler: Handler) -> Handler:
+        async def audited(request: web.Request) -> web.StreamResponse:
+            received = request[RECEIVED] = time.time()
+            try:
+                return await handler(request)
+            except ApiError as err:
+                if err.code == 401:
+                    _record(audit, request, received, 401)
+                raise
 
-    return middleware
+        return audited
+
+    return wrap

@@ -9,6 +9,7 @@ from aiohttp import web
 from miniapi.authz.base import Attributes, Authorizer, Decision
 from miniapi.authz.rbac import forbidden_message
 from miniapi.errors import forbidden
+from miniapi.filters import Filter, Handler
 from miniapi.filters.keys import AUTHZ, INFO, USER
 from miniapi.requestinfo import RequestInfo
 from miniapi.user import UserInfo
@@ -22,19 +23,21 @@ def attributes_of(user: UserInfo, info: RequestInfo) -> Attributes:
                       resource=info.resource, subresource=info.subresource, name=info.name, path=info.path)
 
 
-def with_authorization(authorizer: Authorizer):  # type: ignore[no-untyped-def]
-    @web.middleware
-    async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
-        attrs = attributes_of(request[USER], request[INFO])
-        decision, reason = await authorizer.authorize(attrs)
-        request[AUTHZ] = (decision, reason)
-        if decision is not Decision.ALLOW:
-            msg = forbidden_message(attrs)
-            if reason:
-                msg = f"{msg}: {reason}"
-            log.info("forbidden: user=%s verb=%s path=%s reason=%s", attrs.user.name, attrs.verb,
-                     attrs.path, reason or "-")
-            raise forbidden(msg, attrs.resource, attrs.name, attrs.api_group)
-        return await handler(request)
+def with_authorization(authorizer: Authorizer) -> Filter:
+    def wrap(handler: Handler) -> Handler:
+        async def authorize(request: web.Request) -> web.StreamResponse:
+            attrs = attributes_of(request[USER], request[INFO])
+            decision, reason = await authorizer.authorize(attrs)
+            request[AUTHZ] = (decision, reason)
+            if decision is not Decision.ALLOW:
+                msg = forbidden_message(attrs)
+                if reason:
+                    msg = f"{msg}: {reason}"
+                log.info("forbidden: user=%s verb=%s path=%s reason=%s", attrs.user.name, attrs.verb,
+                         attrs.path, reason or "-")
+                raise forbidden(msg, attrs.resource, attrs.name, attrs.api_group)
+            return await handler(request)
 
-    return middleware
+        return authorize
+
+    return wrap

@@ -10,6 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from miniapi import requestinfo
+from miniapi.filters import Handler
 from miniapi.filters.keys import INFO
 
 CACHE_SIZE = 4096
@@ -30,8 +31,10 @@ def request_info(method: str, path: str, watch: str | None = None) -> requestinf
     return info
 
 
-@web.middleware
-async def with_request_info(request: web.Request, handler):  # type: ignore[no-untyped-def]
-    watch = request.query.get("watch") if request.query_string else None
-    request[INFO] = request_info(request.method, request.path, watch)
-    return await handler(request)
+def with_request_info(handler: Handler) -> Handler:
+    async def info(request: web.Request) -> web.StreamResponse:
+        watch = request.query.get("watch") if request.query_string else None
+        request[INFO] = request_info(request.method, request.path, watch)
+        return await handler(request)
+
+    return info
