@@ -64,6 +64,7 @@ RSA_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
 EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 ALLOWED_ALGORITHMS = frozenset(RSA_ALGORITHMS) | frozenset(EC_ALGORITHMS.values())
 LEEWAY = dt.timedelta(minutes=1)  # go-jose jwt.DefaultLeeway
+_LEEWAY_SECONDS = LEEWAY.total_seconds()
 EXTRA_PREFIX = "authentication.kubernetes.io/"
 INVALIDATED = "service account token has been invalidated"
 _JWS = jwt.PyJWS()
@@ -192,7 +193,8 @@ class ServiceAccountAuthenticator:
         self.issuers, self.api_audiences = frozenset(issuers), tuple(api_audiences)
         self._store, self._clock = store, clock
         self._verified: dict[bytes, dict[str, Any]] = {}  # SHA-256(token) -> claims, read-only
-        self._granted: dict[bytes, tuple[str, ...]] = {}  # SHA-256(token) -> rule 4 for the api audiences
+        # SHA-256(token) -> rule 4's answer for the api audiences, and rule 5's numbers (nbf, exp, iat)
+        self._static: dict[bytes, tuple[tuple[str, ...], float | None, float | None, float | None]] = {}
         # SHA-256(token) -> the objects rules 6-7 read (key, namespace, name, resourceVersion) and the user
         self._live: dict[bytes, tuple[tuple[tuple[str, str, str, str], ...], UserInfo]] = {}
         self._version_of: Callable[[str, str, str], str | None] | None = getattr(
@@ -215,13 +217,14 @@ class ServiceAccountAuthenticator:
         claims = self._claims(token, digest)
         if claims is None:
             return None  # rule 1
-        granted = self._granted.get(digest) if requested is self.api_audiences else None
-        if granted is None:
-            granted = self._check_audiences(claims.get("aud"), requested)
+        static = self._static.get(digest) if requested is self.api_audiences else None
+        if static is None:
+            static = (self._check_audiences(claims.get("aud"), requested), *_numeric_times(claims))
             if requested is self.api_audiences:
-                self._granted[digest] = granted
+                self._static[digest] = static
+        granted, nbf, exp, iat = static
         now = self._clock()
-        _check_times(claims, now)
+        _check_window(nbf, exp, iat, now.timestamp())
         user = self._still_live(digest)
         if user is None:
             user, read = await self._validate_objects(claims, now)
@@ -264,7 +267,7 @@ class ServiceAccountAuthenticator:
         if claims.get("iss") != issuer:
             raise AuthenticationError(f"token issuer {json.dumps(claims.get('iss'))} is invalid")
         if len(self._verified) >= CACHE_SIZE:
-            self._granted.pop(next(iter(self._verified)), None)
+            self._static.pop(next(iter(self._verified)), None)
             del self._verified[next(iter(self._verified))]
         self._verified[digest] = claims
         return claims
@@ -364,9 +367,16 @@ def _user(namespace: str, name: str, uid: str, pod: tuple[str, str] | None,
 
 def _check_times(claims: dict[str, Any], now: dt.datetime) -> None:
     """Rule 5, go-jose's Claims.ValidateWithLeeway order: nbf, exp, iat."""
-    t = now.timestamp()
-    leeway = LEEWAY.total_seconds()
-    nbf, exp, iat = (_numeric(claims, k) for k in ("nbf", "exp", "iat"))
+    _check_window(*_numeric_times(claims), now.timestamp())
+
+
+def _numeric_times(claims: dict[str, Any]) -> tuple[float | None, float | None, float | None]:
+    """nbf, exp, iat (None when absent); AuthenticationError when one is not a number."""
+    return _numeric(claims, "nbf"), _numeric(claims, "exp"), _numeric(claims, "iat")
+
+
+def _check_window(nbf: float | None, exp: float | None, iat: float | None, t: float) -> None:
+    leeway = _LEEWAY_SECONDS
     if nbf is not None and t + leeway < nbf:
         raise AuthenticationError("service account token is not valid yet")
     if exp is not None and t - leeway > exp:
