@@ -17,10 +17,25 @@ from miniapi.user import UserInfo
 log = logging.getLogger("miniapi.authz")
 
 
+CACHE_SIZE = 4096
+# (id(user), id(info)) -> (user, info, attributes): the entry holds both, so neither id can be reused
+# while it lives. Users and RequestInfos are frozen, and the authenticators and WithRequestInfo hand
+# out the same objects for a repeat caller and path, so a repeat request reuses its Attributes.
+_attributes: dict[tuple[int, int], tuple[UserInfo, RequestInfo, Attributes]] = {}
+
+
 def attributes_of(user: UserInfo, info: RequestInfo) -> Attributes:
-    return Attributes(user=user, verb=info.verb, is_resource_request=info.is_resource_request,
-                      namespace=info.namespace, api_group=info.api_group, api_version=info.api_version,
-                      resource=info.resource, subresource=info.subresource, name=info.name, path=info.path)
+    key = (id(user), id(info))
+    hit = _attributes.get(key)
+    if hit is not None and hit[0] is user and hit[1] is info:
+        return hit[2]
+    attrs = Attributes(user=user, verb=info.verb, is_resource_request=info.is_resource_request,
+                       namespace=info.namespace, api_group=info.api_group, api_version=info.api_version,
+                       resource=info.resource, subresource=info.subresource, name=info.name, path=info.path)
+    if len(_attributes) >= CACHE_SIZE:
+        del _attributes[next(iter(_attributes))]
+    _attributes[key] = (user, info, attrs)
+    return attrs
 
 
 def with_authorization(authorizer: Authorizer) -> Filter:

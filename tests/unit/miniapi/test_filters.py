@@ -1,0 +1,35 @@
+"""The filters' remembered values: Attributes per (user object, RequestInfo object)."""
+
+from __future__ import annotations
+
+import pytest
+
+from miniapi.filters import authorization
+from miniapi.requestinfo import parse
+from miniapi.user import UserInfo
+
+
+def test_attributes_are_reused_only_for_the_same_objects(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(authorization, "_attributes", {})
+    alice, info = UserInfo("alice", groups=("devs",)), parse("GET", "/api/v1/namespaces/ns/pods/p")
+    first = authorization.attributes_of(alice, info)
+    assert (first.user, first.verb, first.namespace, first.resource, first.name, first.path) == (
+        alice, "get", "ns", "pods", "p", "/api/v1/namespaces/ns/pods/p")
+    assert authorization.attributes_of(alice, info) is first
+    # an equal but distinct user or request info gets its own (equal) Attributes
+    twin = UserInfo("alice", groups=("devs",))
+    assert authorization.attributes_of(twin, info) == first
+    other = authorization.attributes_of(UserInfo("alice", groups=("devs", "admins")), info)
+    assert other.user.groups == ("devs", "admins")
+    listing = authorization.attributes_of(alice, parse("GET", "/api/v1/namespaces/ns/pods"))
+    assert (listing.verb, listing.name) == ("list", "")
+
+
+def test_remembered_attributes_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(authorization, "_attributes", {})
+    monkeypatch.setattr(authorization, "CACHE_SIZE", 5)
+    users = [UserInfo(f"u{i}") for i in range(20)]
+    info = parse("GET", "/healthz")
+    for u in users:
+        assert authorization.attributes_of(u, info).user is u
+    assert len(authorization._attributes) == 5
