@@ -27,6 +27,8 @@ VERSION = {"major": "1", "minor": "37", "emulationMajor": "1", "emulationMinor":
            "buildDate": "2026-11-28T00:00:00Z", "goVersion": f"python{platform.python_version()}",
            "compiler": "cpython", "platform": "linux/amd64"}
 
+VERSION_JSON = negotiation.dumps(VERSION)  # fixed for the process: encoded once
+
 log = logging.getLogger("miniapi")
 
 HEALTH_CHECKS = ("ping", "log", "etcd", "poststarthook/rbac/bootstrap-roles", "poststarthook/start-apiserver")
@@ -50,7 +52,7 @@ class NonResource:
             if path == prefix or path.startswith(prefix + "/"):
                 return self.health(request, path[len(prefix):].lstrip("/"))
         if path == "/version":
-            return negotiation.json_response(VERSION)
+            return negotiation.encoded_response(VERSION_JSON)
         if path in ("/api", "/apis"):
             return self.discovery_root(request, path)
         if path.startswith(("/api/", "/apis/")):
