@@ -33,9 +33,7 @@ def json_response(obj: Any, status: int = 200, content_type: str = "application/
 
 
 def encoded_response(body: bytes, status: int = 200, content_type: str = "application/json") -> web.Response:
-    resp = web.Response(status=status, body=body)
-    resp.headers["Content-Type"] = content_type
-    return resp
+    return web.Response(status=status, body=body, content_type=content_type)  # bytes: no charset added
 
 
 def dumps(obj: Any) -> bytes:

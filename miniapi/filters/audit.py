@@ -15,31 +15,34 @@ import time
 from aiohttp import web
 
 from miniapi.audit import AuditLog, Pending
+from miniapi.authn.base import AuthResponse
+from miniapi.authz.base import Decision
 from miniapi.errors import ApiError
 from miniapi.filters import Filter, Handler
-from miniapi.filters.keys import AUTH, AUTHN_ERROR, AUTHZ, INFO, RECEIVED, USER
+from miniapi.filters.keys import AUTH, AUTHN_ERROR, AUTHZ, INFO, RECEIVED
 
 
-def _record(audit: AuditLog, request: web.Request, received: float, code: int) -> None:
-    auth = request.get(AUTH)
-    audit.add(Pending(request.get(INFO), request.path_qs, request.get(USER), request.remote or "",
-                      request.headers.get("User-Agent", ""), code, received, time.time(), request.get(AUTHZ),
-                      request.get(AUTHN_ERROR), auth.authenticator if auth is not None else ""))
+def _record(audit: AuditLog, request: web.Request, received: float, code: int, auth: AuthResponse | None,
+            authz: tuple[Decision, str] | None, authn_error: str | None) -> None:
+    audit.add(Pending(request[INFO], request.path_qs, auth.user if auth is not None else None,
+                      request.remote or "", request.headers.get("User-Agent", ""), code, received, time.time(),
+                      authz, authn_error, auth.authenticator if auth is not None else ""))
 
 
 def with_audit(audit: AuditLog) -> Filter:
     def wrap(handler: Handler) -> Handler:
         async def audited(request: web.Request) -> web.StreamResponse:
-            received = request.get(RECEIVED) or time.time()
+            # below WithAuthentication's success: RECEIVED and AUTH are set, AUTHN_ERROR never is
+            received, auth = request[RECEIVED], request[AUTH]
             try:
                 resp = await handler(request)
             except ApiError as err:
-                _record(audit, request, received, err.code)
+                _record(audit, request, received, err.code, auth, request.get(AUTHZ), None)
                 raise
             except Exception:
-                _record(audit, request, received, 500)
+                _record(audit, request, received, 500, auth, request.get(AUTHZ), None)
                 raise
-            _record(audit, request, received, resp.status)
+            _record(audit, request, received, resp.status, auth, request[AUTHZ], None)
             return resp
 
         return audited
@@ -57,7 +60,8 @@ def audit_failed_authentication(audit: AuditLog) -> Filter:
                 return await handler(request)
             except ApiError as err:
                 if err.code == 401:
-                    _record(audit, request, received, 401)
+                    _record(audit, request, received, 401, request.get(AUTH), request.get(AUTHZ),
+                            request.get(AUTHN_ERROR))
                 raise
 
         return audited
