@@ -44,6 +44,7 @@ import datetime as dt
 import hashlib
 import json
 import re
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -192,6 +193,7 @@ class ServiceAccountAuthenticator:
         self._keys = tuple(_VerifyKey(k, key_id(k), verify_algorithms(k)) for k in public_keys)
         self.issuers, self.api_audiences = frozenset(issuers), tuple(api_audiences)
         self._store, self._clock = store, clock
+        self._timestamp: Callable[[], float] = time.time if clock is _utcnow else lambda: clock().timestamp()
         self._verified: dict[bytes, dict[str, Any]] = {}  # SHA-256(token) -> claims, read-only
         # SHA-256(token) -> rule 4's answer for the api audiences, and rule 5's numbers (nbf, exp, iat)
         self._static: dict[bytes, tuple[tuple[str, ...], float | None, float | None, float | None]] = {}
@@ -223,11 +225,10 @@ class ServiceAccountAuthenticator:
             if requested is self.api_audiences:
                 self._static[digest] = static
         granted, nbf, exp, iat = static
-        now = self._clock()
-        _check_window(nbf, exp, iat, now.timestamp())
+        _check_window(nbf, exp, iat, self._timestamp())
         user = self._still_live(digest)
         if user is None:
-            user, read = await self._validate_objects(claims, now)
+            user, read = await self._validate_objects(claims, self._clock())
             if read is not None:
                 self._remember_live(digest, read, user)
         return AuthResponse(user=user, audiences=granted, authenticator=self.name)
