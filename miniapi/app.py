@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from miniapi.server import APIServer
 
 MAX_REQUEST_BYTES = 3 * 1024 * 1024  # the real apiserver's request size limit
+ROUTE_CACHE_SIZE = 4096
 MAX_HEADER_BYTES = 1 << 20  # kube-apiserver's http.Server MaxHeaderBytes: long URLs still get a Status
 
 
@@ -62,8 +63,22 @@ class Router:
         self.proxy = ProxyHandlers(server)
         self.podstreams = PodStreams(server)
         self.portforward = PortForward(server)
+        self._routed: dict[int, tuple[RequestInfo, ResourceType]] = {}
 
     def resource_type(self, info: RequestInfo) -> ResourceType:
+        """The routed type of a resource request, or the Status error of a path with no route. A
+        function of the frozen RequestInfo alone, so a repeat of the same RequestInfo object (the
+        request-info filter hands those out) reuses the answer."""
+        hit = self._routed.get(id(info))
+        if hit is not None and hit[0] is info:
+            return hit[1]
+        rt = self._route(info)
+        if len(self._routed) >= ROUTE_CACHE_SIZE:
+            del self._routed[next(iter(self._routed))]
+        self._routed[id(info)] = (info, rt)  # holds info: its id is not reused while the entry lives
+        return rt
+
+    def _route(self, info: RequestInfo) -> ResourceType:
         rt = lookup(info.api_group, info.resource)
         if rt is None or info.api_version not in versions_of(info.api_group):
             raise _no_route()

@@ -33,3 +33,25 @@ def test_remembered_attributes_are_bounded(monkeypatch: pytest.MonkeyPatch) -> N
     for u in users:
         assert authorization.attributes_of(u, info).user is u
     assert len(authorization._attributes) == 5
+
+
+def test_routes_are_remembered_per_request_info_object(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from miniapi import app as app_module
+    from miniapi.errors import ApiError
+
+    router = app_module.Router(SimpleNamespace(config=SimpleNamespace()))  # type: ignore[arg-type]
+    pods = parse("GET", "/api/v1/namespaces/ns/pods/p")
+    rt = router.resource_type(pods)
+    assert rt.resource == "pods" and router.resource_type(pods) is rt
+    for bad in ("/api/v1/namespaces/ns/nosuch/p", "/api/v2/namespaces/ns/pods/p", "/api/v1/namespaces//pods"):
+        info = parse("GET", bad)
+        for _ in range(2):  # errors are never remembered: the same Status each time
+            with pytest.raises(ApiError) as caught:
+                router.resource_type(info)
+            assert caught.value.code == 404
+    monkeypatch.setattr(app_module, "ROUTE_CACHE_SIZE", 3)
+    for i in range(10):
+        assert router.resource_type(parse("GET", f"/api/v1/namespaces/n{i}/configmaps")).resource == "configmaps"
+    assert len(router._routed) == 3
