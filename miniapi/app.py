@@ -34,7 +34,7 @@ from miniapi.filters.authentication import with_authentication
 from miniapi.filters.authorization import with_authorization
 from miniapi.filters.errors import with_panic_recovery
 from miniapi.filters.keys import INFO
-from miniapi.filters.requestinfo import with_request_info
+from miniapi.filters.requestinfo import CACHE_MAX_PATH, with_request_info
 from miniapi.registry.base import name_rule_path_segment
 from miniapi.requestinfo import RequestInfo
 from miniapi.resources import ResourceType, lookup, versions_of
@@ -73,6 +73,8 @@ class Router:
         if hit is not None and hit[0] is info:
             return hit[1]
         rt = self._route(info)
+        if len(info.path) > CACHE_MAX_PATH:  # a long path is not remembered anywhere (memory bound)
+            return rt
         if len(self._routed) >= ROUTE_CACHE_SIZE:
             del self._routed[next(iter(self._routed))]
         self._routed[id(info)] = (info, rt)  # holds info: its id is not reused while the entry lives

@@ -11,6 +11,7 @@ from miniapi.authz.rbac import forbidden_message
 from miniapi.errors import forbidden
 from miniapi.filters import Filter, Handler
 from miniapi.filters.keys import AUTHZ, INFO, USER
+from miniapi.filters.requestinfo import CACHE_MAX_PATH
 from miniapi.requestinfo import RequestInfo
 from miniapi.user import UserInfo
 
@@ -32,6 +33,8 @@ def attributes_of(user: UserInfo, info: RequestInfo) -> Attributes:
     attrs = Attributes(user=user, verb=info.verb, is_resource_request=info.is_resource_request,
                        namespace=info.namespace, api_group=info.api_group, api_version=info.api_version,
                        resource=info.resource, subresource=info.subresource, name=info.name, path=info.path)
+    if len(info.path) > CACHE_MAX_PATH:  # never remembered by WithRequestInfo either: not a repeat
+        return attrs
     if len(_attributes) >= CACHE_SIZE:
         del _attributes[next(iter(_attributes))]
     _attributes[key] = (user, info, attrs)

@@ -33,6 +33,9 @@ def test_remembered_attributes_are_bounded(monkeypatch: pytest.MonkeyPatch) -> N
     for u in users:
         assert authorization.attributes_of(u, info).user is u
     assert len(authorization._attributes) == 5
+    long_path = parse("GET", "/" + "x" * authorization.CACHE_MAX_PATH)  # never held by a cache
+    assert authorization.attributes_of(users[0], long_path).path == long_path.path
+    assert all(entry[1] is not long_path for entry in authorization._attributes.values())
 
 
 def test_routes_are_remembered_per_request_info_object(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,3 +58,6 @@ def test_routes_are_remembered_per_request_info_object(monkeypatch: pytest.Monke
     for i in range(10):
         assert router.resource_type(parse("GET", f"/api/v1/namespaces/n{i}/configmaps")).resource == "configmaps"
     assert len(router._routed) == 3
+    long_path = parse("GET", "/api/v1/namespaces/ns/configmaps/" + "c" * 2000)
+    assert router.resource_type(long_path).resource == "configmaps"
+    assert all(entry[0] is not long_path for entry in router._routed.values())
