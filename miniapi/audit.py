@@ -124,7 +124,10 @@ class AuditLog:
 
     def add(self, pending: Pending) -> None:
         """The request path's entry point: keep the record; build and write the Event only for a file."""
-        self._keep(pending.event() if self._file is not None else pending)
+        if self._file is None:
+            self._ring.append(pending)
+        else:
+            self._keep(pending.event())
 
     def _keep(self, event: dict[str, Any] | Pending) -> None:
         self._ring.append(event)

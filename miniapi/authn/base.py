@@ -31,7 +31,7 @@ class Credentials:
     def token_digest(self) -> bytes:
         """SHA-256 of the bearer token (what token caches are keyed by, never the token itself)."""
         if self._digest is None:
-            self._digest = token_digest(self.bearer_token or "")
+            self._digest = hashlib.sha256((self.bearer_token or "").encode("utf-8", "surrogatepass")).digest()
         return self._digest
 
     def __eq__(self, other: object) -> bool:

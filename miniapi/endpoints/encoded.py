@@ -25,12 +25,8 @@ class EncodedAnswers:
     def __init__(self) -> None:
         self._kept: dict[_Key, tuple[str, bytes]] = {}
 
-    @staticmethod
-    def _key(rt: ResourceType, namespace: str, name: str) -> _Key:
-        return rt.key, rt.api_version, rt.kind, namespace, name
-
     def lookup(self, store: Any, rt: ResourceType, namespace: str, name: str) -> bytes | None:
-        key = self._key(rt, namespace, name)
+        key = (rt.key, rt.api_version, rt.kind, namespace, name)
         kept = self._kept.get(key)
         if kept is None:
             return None
@@ -45,4 +41,4 @@ class EncodedAnswers:
             return
         if len(self._kept) >= SIZE:
             del self._kept[next(iter(self._kept))]
-        self._kept[self._key(rt, namespace, name)] = (version, body)
+        self._kept[(rt.key, rt.api_version, rt.kind, namespace, name)] = (version, body)

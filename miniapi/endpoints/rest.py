@@ -85,7 +85,7 @@ class RestHandlers:
             parse_rv(request.query.get("resourceVersion"))  # 400 on a malformed one, as for watch
         namespace = info.namespace if rt.namespaced else ""
         table = request.method == "GET" and "Table" in request.headers.get("Accept", "")
-        if not table and (body := self.encoded.lookup(self.store, rt, namespace, info.name)) is not None:
+        if not table and (body := self.encoded.lookup(self.server.store, rt, namespace, info.name)) is not None:
             return negotiation.encoded_response(body)
         with store_errors(rt, info.name):
             obj = await self.store.get(rt.key, namespace, info.name)
