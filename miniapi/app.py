@@ -1,5 +1,8 @@
 """build_app(): the ONE ordered handler chain, each line naming the kube-apiserver filter it stands for.
 
+Each filter wraps the next handler (as in Go), so the chain is plain awaits from the outermost filter
+down to the router, without aiohttp's per-request middleware machinery.
+
 Request path, outermost first (k8s.io/apiserver/pkg/server/config.go DefaultBuildHandlerChain, in
 request order)::
 
@@ -25,12 +28,13 @@ from miniapi.endpoints.proxy import ProxyHandlers
 from miniapi.endpoints.rest import RestHandlers
 from miniapi.endpoints.reviews import Reviews
 from miniapi.endpoints.watch import serve_watch
+from miniapi.filters import Filter, Handler
 from miniapi.filters.audit import audit_failed_authentication, with_audit
 from miniapi.filters.authentication import with_authentication
 from miniapi.filters.authorization import with_authorization
 from miniapi.filters.errors import with_panic_recovery
 from miniapi.filters.keys import INFO
-from miniapi.filters.requestinfo import with_request_info
+from miniapi.filters.requestinfo import CACHE_MAX_PATH, with_request_info
 from miniapi.registry.base import name_rule_path_segment
 from miniapi.requestinfo import RequestInfo
 from miniapi.resources import ResourceType, lookup, versions_of
@@ -39,6 +43,7 @@ if TYPE_CHECKING:
     from miniapi.server import APIServer
 
 MAX_REQUEST_BYTES = 3 * 1024 * 1024  # the real apiserver's request size limit
+ROUTE_CACHE_SIZE = 4096
 MAX_HEADER_BYTES = 1 << 20  # kube-apiserver's http.Server MaxHeaderBytes: long URLs still get a Status
 
 
@@ -58,8 +63,24 @@ class Router:
         self.proxy = ProxyHandlers(server)
         self.podstreams = PodStreams(server)
         self.portforward = PortForward(server)
+        self._routed: dict[int, tuple[RequestInfo, ResourceType]] = {}
 
     def resource_type(self, info: RequestInfo) -> ResourceType:
+        """The routed type of a resource request, or the Status error of a path with no route. A
+        function of the frozen RequestInfo alone, so a repeat of the same RequestInfo object (the
+        request-info filter hands those out) reuses the answer."""
+        hit = self._routed.get(id(info))
+        if hit is not None and hit[0] is info:
+            return hit[1]
+        rt = self._route(info)
+        if len(info.path) > CACHE_MAX_PATH:  # a long path is not remembered anywhere (memory bound)
+            return rt
+        if len(self._routed) >= ROUTE_CACHE_SIZE:
+            del self._routed[next(iter(self._routed))]
+        self._routed[id(info)] = (info, rt)  # holds info: its id is not reused while the entry lives
+        return rt
+
+    def _route(self, info: RequestInfo) -> ResourceType:
         rt = lookup(info.api_group, info.resource)
         if rt is None or info.api_version not in versions_of(info.api_group):
             raise _no_route()
@@ -152,7 +173,8 @@ class Router:
 
 
 def build_app(server: APIServer) -> web.Application:
-    middlewares = [
+    router = Router(server)
+    chain: list[Filter] = [  # in request order; each wraps everything below it
         with_panic_recovery,                              # WithPanicRecovery (+ Status rendering)
         with_request_info,                                # WithRequestInfo
         audit_failed_authentication(server.audit),        # WithFailedAuthenticationAudit
@@ -160,9 +182,11 @@ def build_app(server: APIServer) -> web.Application:
         with_audit(server.audit),                         # WithAudit
         with_authorization(server.authorizer),            # WithAuthorization
     ]
-    app = web.Application(middlewares=middlewares, client_max_size=MAX_REQUEST_BYTES,
+    handler: Handler = router.handle
+    for wrap in reversed(chain):
+        handler = wrap(handler)
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES,
                           handler_args={"max_field_size": 16384, "max_line_size": MAX_HEADER_BYTES})
-    router = Router(server)
-    app.router.add_route("*", "/{tail:.*}", router.handle)
+    app.router.add_route("*", "/{tail:.*}", handler)
     app.on_cleanup.append(router.proxy.aclose)  # the proxy's idle backend connections
     return app

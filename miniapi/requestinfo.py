@@ -39,7 +39,7 @@ class RequestInfo:
     parts: tuple[str, ...] = field(default_factory=tuple)
 
 
-def _truthy(value: str | None) -> bool:
+def truthy(value: str | None) -> bool:
     return value is not None and value.lower() in ("1", "true", "t", "yes")
 
 
@@ -85,7 +85,7 @@ def _finish(path: str, prefix: str, group: str, version: str, verb: str, namespa
         verb = "list"
     if not name and verb == "delete":
         verb = "deletecollection"
-    if not name and verb in ("get", "list") and _truthy(query.get("watch")):  # a named GET (e.g. a proxied
+    if not name and verb in ("get", "list") and truthy(query.get("watch")):  # a named GET (e.g. a proxied
         # one, ``.../pods/p/proxy/?watch=true``) stays get, as in the real parser
         verb = "watch"
     if resource == "namespaces" and not namespace and name:

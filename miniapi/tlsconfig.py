@@ -26,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import ssl
+import weakref
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ def server_ssl_context(cert_file: str, key_file: str, client_ca_file: str | None
     """The serving context: TLS 1.2+, ALPN http/1.1, client certificates requested but not enforced."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.options |= ssl.OP_NO_RENEGOTIATION  # the peer chain is the handshake's for the connection's life
     ctx.set_alpn_protocols(ALPN)
     ctx.load_cert_chain(cert_file, key_file)
     if client_ca_file:
@@ -85,10 +87,29 @@ def client_ssl_context(ca_file: str | None = None, cert_file: str | None = None,
     return ctx
 
 
+_peer_chains: weakref.WeakKeyDictionary[Any, tuple[bytes, ...]] = weakref.WeakKeyDictionary()
+
+
 def peer_certs_of(request: Any) -> tuple[bytes, ...]:
-    """The client's certificate chain (DER, leaf first) of an aiohttp request; () without TLS/cert."""
+    """The client's certificate chain (DER, leaf first) of an aiohttp request; () without TLS/cert.
+
+    Read once per connection: the handshake fixed it, and the serving context refuses renegotiation
+    (``OP_NO_RENEGOTIATION``, as Go's server never renegotiates), so it cannot change later."""
     transport = getattr(request, "transport", None)
-    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    if transport is None:
+        return ()
+    chain = _peer_chains.get(transport)
+    if chain is None:
+        chain = _peer_chain(transport)
+        try:
+            _peer_chains[transport] = chain
+        except TypeError:  # a transport that cannot be weakly referenced: read it every time
+            pass
+    return chain
+
+
+def _peer_chain(transport: Any) -> tuple[bytes, ...]:
+    ssl_object = transport.get_extra_info("ssl_object")
     if ssl_object is None:
         return ()
     get_chain = getattr(ssl_object, "get_unverified_chain", None)  # Python >= 3.13

@@ -19,6 +19,11 @@ Rules, in the real order:
 7. User ``system:bootstrap:<token-id>``; groups ``system:bootstrappers`` plus the extra groups,
    de-duplicated and sorted.
 
+A success is remembered per token (by SHA-256, at most :data:`CACHE_SIZE`) with the Secret's
+resourceVersion and its expiration: it is reused only while :meth:`Store.resource_version_of` still
+reports that version (rules 2, 3, 5-7 depend on nothing else) and the expiration is in the future
+(rule 4, checked on every request); anything else runs rules 2-7 again. Failures are not remembered.
+
 The real authenticator answers every failure with "not mine" (so the client sees only
 "invalid bearer token"); here a matching token that fails raises :class:`BootstrapTokenError`, whose
 message is that same generic text while ``reason`` carries the precise cause for the log.
@@ -34,7 +39,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from miniapi.authn.base import AuthenticationError, AuthResponse, Credentials
+from miniapi.authn.base import AuthenticationError, AuthResponse, Credentials, token_digest
 from miniapi.store.base import NotFound, Store, StoreError
 from miniapi.user import BOOTSTRAP_GROUP, BOOTSTRAP_USER_PREFIX, UserInfo
 
@@ -43,6 +48,7 @@ GROUP_RE = re.compile(r"system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]")
 SECRET_TYPE = "bootstrap.kubernetes.io/token"
 SECRET_PREFIX = "bootstrap-token-"
 NAMESPACE = "kube-system"
+CACHE_SIZE = 1024
 
 
 class BootstrapTokenError(AuthenticationError):
@@ -65,29 +71,50 @@ class BootstrapTokenAuthenticator:
     def __init__(self, store: Store, clock: Callable[[], dt.datetime] = _utcnow) -> None:
         self._store = store
         self._clock = clock
+        # SHA-256(token) -> (the Secret's resourceVersion, its expiration or None, the answer)
+        self._verified: dict[bytes, tuple[str, dt.datetime | None, AuthResponse]] = {}
+        self._version_of: Callable[[str, str, str], str | None] | None = getattr(
+            store, "resource_version_of", None)
 
     async def authenticate(self, creds: Credentials) -> AuthResponse | None:
         token = creds.bearer_token
-        return await self.authenticate_token(token) if token else None
+        return await self._authenticate(token, creds.token_digest) if token else None
 
     async def authenticate_token(self, token: str) -> AuthResponse | None:
+        return await self._authenticate(token, token_digest(token))
+
+    async def _authenticate(self, token: str, digest: bytes) -> AuthResponse | None:
         match = TOKEN_RE.fullmatch(token)
         if match is None:
             return None
         token_id, token_secret = match.groups()
         secret_name = SECRET_PREFIX + token_id
+        hit = self._verified.get(digest)
+        if hit is not None and self._version_of is not None:
+            version, expires, answer = hit
+            if self._version_of("secrets", NAMESPACE, secret_name) == version and (
+                    expires is None or expires > self._clock()):
+                return answer
+            del self._verified[digest]
         try:
             secret = await self._store.get("secrets", NAMESPACE, secret_name)
         except NotFound:
             raise BootstrapTokenError(token_id, f"no secret {NAMESPACE}/{secret_name}") from None
         except StoreError as e:
             raise BootstrapTokenError(token_id, f"reading secret {NAMESPACE}/{secret_name}: {e}") from e
-        groups = self._check(secret, token_id, token_secret)
+        groups, expires = self._check(secret, token_id, token_secret)
         user = UserInfo(name=BOOTSTRAP_USER_PREFIX + token_id, groups=groups)
-        return AuthResponse(user=user, authenticator=self.name)
+        answer = AuthResponse(user=user, authenticator=self.name)
+        if self._version_of is not None:
+            if len(self._verified) >= CACHE_SIZE:
+                del self._verified[next(iter(self._verified))]
+            self._verified[digest] = (str((secret.get("metadata") or {}).get("resourceVersion") or ""), expires,
+                                      answer)
+        return answer
 
-    def _check(self, secret: dict[str, Any], token_id: str, token_secret: str) -> tuple[str, ...]:
-        """Rules 2-6; returns the groups or raises BootstrapTokenError."""
+    def _check(self, secret: dict[str, Any], token_id: str, token_secret: str
+               ) -> tuple[tuple[str, ...], dt.datetime | None]:
+        """Rules 2-6; returns the groups and the expiration (None: never), or raises BootstrapTokenError."""
         where = f"secret {NAMESPACE}/{SECRET_PREFIX}{token_id}"
 
         def fail(reason: str) -> BootstrapTokenError:
@@ -102,7 +129,8 @@ class BootstrapTokenAuthenticator:
             raise fail("has invalid value for key token-secret")
         if data.get("token-id") != token_id:
             raise fail("has invalid value for key token-id")
-        if _expired(data.get("expiration", ""), self._clock()):
+        expiration = data.get("expiration", "")
+        if _expired(expiration, self._clock()):
             raise fail(f"has expired (expiration {data.get('expiration')!r})")
         if data.get("usage-bootstrap-authentication") != "true":
             raise fail("not marked usage-bootstrap-authentication=true")
@@ -112,7 +140,8 @@ class BootstrapTokenAuthenticator:
             if not GROUP_RE.fullmatch(group):
                 raise fail(f"has invalid value for key auth-extra-groups: "
                            f"bootstrap group {group!r} is invalid")
-        return tuple(sorted({BOOTSTRAP_GROUP, *extra}))
+        expires = dt.datetime.fromisoformat(expiration) if expiration else None  # rule 4 parsed it
+        return tuple(sorted({BOOTSTRAP_GROUP, *extra})), expires
 
 
 def secret_data(secret: dict[str, Any]) -> dict[str, str]:

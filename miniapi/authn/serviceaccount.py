@@ -31,8 +31,12 @@ order (jwt.go, then claims.go's validator):
 
 Rules 1-3 depend only on the token and the fixed keys and issuers, so their outcome for a token that
 passed is remembered (at most :data:`CACHE_SIZE` tokens, by SHA-256, never the token itself): a
-service account's every request costs no signature check, while rules 4-8 (times, audiences, the
-live ServiceAccount / Pod / Secret / Node) still run on every request. Failures are not remembered.
+service account's every request costs no signature check. Rules 4 and 5 (audiences, times) run on
+every request. Rules 6-8 read the live ServiceAccount / Pod / Secret / Node: their outcome for a
+token that passed is remembered together with the resourceVersion of each object read, and reused
+only while :meth:`Store.resource_version_of` still reports exactly those versions (so a deleted,
+replaced or changed object is noticed by the very next request), and never when one of the objects
+carries a deletionTimestamp (then the outcome depends on the clock). Failures are not remembered.
 
 Legacy Secret-based tokens (iss ``kubernetes/serviceaccount``) are not supported.
 """
@@ -44,6 +48,7 @@ import datetime as dt
 import hashlib
 import json
 import re
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -54,7 +59,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from miniapi.authn.base import AuthenticationError, AuthResponse, Credentials
+from miniapi.authn.base import AuthenticationError, AuthResponse, Credentials, token_digest
 from miniapi.store.base import NotFound, Store, StoreError
 from miniapi.user import SERVICEACCOUNT_USER_PREFIX, SERVICEACCOUNTS_GROUP, UserInfo
 
@@ -64,6 +69,7 @@ RSA_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
 EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 ALLOWED_ALGORITHMS = frozenset(RSA_ALGORITHMS) | frozenset(EC_ALGORITHMS.values())
 LEEWAY = dt.timedelta(minutes=1)  # go-jose jwt.DefaultLeeway
+_LEEWAY_SECONDS = LEEWAY.total_seconds()
 EXTRA_PREFIX = "authentication.kubernetes.io/"
 INVALIDATED = "service account token has been invalidated"
 _JWS = jwt.PyJWS()
@@ -195,30 +201,68 @@ class ServiceAccountAuthenticator:
         self._keys = tuple(_VerifyKey(k, key_id(k), verify_algorithms(k)) for k in public_keys)
         self.issuers, self.api_audiences = frozenset(issuers), tuple(api_audiences)
         self._store, self._clock = store, clock
+        self._timestamp: Callable[[], float] = time.time if clock is _utcnow else lambda: clock().timestamp()
         self._verified: dict[bytes, dict[str, Any]] = {}  # SHA-256(token) -> claims, read-only
+        # SHA-256(token) -> rule 4's answer for the api audiences, and rule 5's numbers (nbf, exp, iat)
+        self._static: dict[bytes, tuple[tuple[str, ...], float | None, float | None, float | None]] = {}
+        # SHA-256(token) -> the objects rules 6-7 read (key, namespace, name, resourceVersion) and the user
+        self._live: dict[bytes, tuple[tuple[tuple[str, str, str, str], ...], UserInfo]] = {}
+        self._version_of: Callable[[str, str, str], str | None] | None = getattr(
+            store, "resource_version_of", None)
 
     async def authenticate(self, creds: Credentials) -> AuthResponse | None:
         token = creds.bearer_token
-        return await self.authenticate_token(token) if token else None
+        if not token or token.count(".") != 2:
+            return None  # rule 1: not a three-part JWT
+        return await self._authenticate(token, creds.token_digest, self.api_audiences)
 
     async def authenticate_token(self, token: str,
                                  audiences: Sequence[str] | None = None) -> AuthResponse | None:
         """TokenReview's entry point too: ``audiences`` are the requested ones (default: api audiences)."""
-        claims = self._claims(token)
+        if token.count(".") != 2:
+            return None  # rule 1: not a three-part JWT
+        return await self._authenticate(token, token_digest(token), audiences or self.api_audiences)
+
+    async def _authenticate(self, token: str, digest: bytes, requested: Sequence[str]) -> AuthResponse | None:
+        claims = self._claims(token, digest)
         if claims is None:
             return None  # rule 1
-        granted = self._check_audiences(claims.get("aud"), audiences or self.api_audiences)
-        now = self._clock()
-        _check_times(claims, now)
-        user = await self._validate_objects(claims, now)
-        return AuthResponse(user=user, audiences=granted, authenticator=self.name,
-                            annotations=_stale(claims, now))
+        static = self._static.get(digest) if requested is self.api_audiences else None
+        if static is None:
+            static = (self._check_audiences(claims.get("aud"), requested), *_numeric_times(claims))
+            if requested is self.api_audiences:
+                self._static[digest] = static
+        granted, nbf, exp, iat = static
+        t = self._timestamp()
+        _check_window(nbf, exp, iat, t)
+        user = self._still_live(digest)
+        if user is None:
+            user, read = await self._validate_objects(claims, self._clock())
+            if read is not None:
+                self._remember_live(digest, read, user)
+        return AuthResponse(user=user, audiences=granted, authenticator=self.name, annotations=_stale(claims, t))
 
-    def _claims(self, token: str) -> dict[str, Any] | None:
+    def _still_live(self, digest: bytes) -> UserInfo | None:
+        """Rules 6-8's remembered outcome, if every object it read is still at the version it read."""
+        hit = self._live.get(digest)
+        if hit is None or self._version_of is None:
+            return None
+        version_of = self._version_of
+        for key, namespace, name, version in hit[0]:
+            if version_of(key, namespace, name) != version:
+                del self._live[digest]
+                return None
+        return hit[1]
+
+    def _remember_live(self, digest: bytes, read: tuple[tuple[str, str, str, str], ...], user: UserInfo) -> None:
+        if self._version_of is None:
+            return
+        if len(self._live) >= CACHE_SIZE:
+            del self._live[next(iter(self._live))]
+        self._live[digest] = (read, user)
+
+    def _claims(self, token: str, digest: bytes) -> dict[str, Any] | None:
         """Rules 1-3: None if not mine, the verified claims, or AuthenticationError."""
-        if token.count(".") != 2:
-            return None  # not a three-part JWT
-        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         claims = self._verified.get(digest)
         if claims is not None:
             return claims
@@ -233,6 +277,7 @@ class ServiceAccountAuthenticator:
         if claims.get("iss") != issuer:
             raise AuthenticationError(f"token issuer {json.dumps(claims.get('iss'))} is invalid")
         if len(self._verified) >= CACHE_SIZE:
+            self._static.pop(next(iter(self._verified)), None)
             del self._verified[next(iter(self._verified))]
         self._verified[digest] = claims
         return claims
@@ -262,8 +307,10 @@ class ServiceAccountAuthenticator:
                                       f"audiences {_go_quote(requested)}")
         return granted
 
-    async def _validate_objects(self, claims: dict[str, Any], now: dt.datetime) -> UserInfo:
-        """Rules 6-8."""
+    async def _validate_objects(self, claims: dict[str, Any], now: dt.datetime
+                                ) -> tuple[UserInfo, tuple[tuple[str, str, str, str], ...] | None]:
+        """Rules 6-8: the user, and the objects read at their versions (None if the outcome depends
+        on the clock: an object is being deleted)."""
         private = claims.get("kubernetes.io")
         private = private if isinstance(private, dict) else {}
         namespace = str(private.get("namespace") or "")
@@ -276,23 +323,30 @@ class ServiceAccountAuthenticator:
             raise AuthenticationError(f"service account {namespace}/{sa_name} has been deleted")
         if _uid(sa) != sa_uid:
             raise AuthenticationError(f"service account UID ({_uid(sa)}) does not match claim ({sa_uid})")
+        read = [("serviceaccounts", namespace, sa)]
         secret_ref, pod_ref, node_ref = (_ref(private.get(k)) for k in ("secret", "pod", "node"))
         if secret_ref:
-            await self._check_bound("secrets", namespace, secret_ref, deleted_before, "secret")
+            read.append(("secrets", namespace,
+                         await self._check_bound("secrets", namespace, secret_ref, deleted_before, "secret")))
         if pod_ref:
-            await self._check_bound("pods", namespace, pod_ref, deleted_before, "pod")
+            read.append(("pods", namespace, await self._check_bound("pods", namespace, pod_ref, deleted_before,
+                                                                     "pod")))
         elif node_ref:
-            await self._check_bound("nodes", "", node_ref, deleted_before, "node")
-        return _user(namespace, sa_name, sa_uid, pod_ref, node_ref, claims.get("jti"))
+            read.append(("nodes", "", await self._check_bound("nodes", "", node_ref, deleted_before, "node")))
+        user = _user(namespace, sa_name, sa_uid, pod_ref, node_ref, claims.get("jti"))
+        if any((obj.get("metadata") or {}).get("deletionTimestamp") for _, _, obj in read):
+            return user, None
+        return user, tuple((key, ns, _name(obj), _resource_version(obj)) for key, ns, obj in read)
 
     async def _check_bound(self, key: str, namespace: str, ref: tuple[str, str],
-                           deleted_before: dt.datetime, what: str) -> None:
+                           deleted_before: dt.datetime, what: str) -> dict[str, Any]:
         obj = await self._get(key, namespace, ref[0])
         if obj is None or _deleted(obj, deleted_before):
             raise AuthenticationError(INVALIDATED)
         if _uid(obj) != ref[1]:
             raise AuthenticationError(f"{what} UID ({_uid(obj)}) does not match service account "
                                       f"{what} ref claim ({ref[1]})")
+        return obj
 
     async def _get(self, key: str, namespace: str, name: str) -> dict[str, Any] | None:
         if not name:
@@ -321,22 +375,30 @@ def _user(namespace: str, name: str, uid: str, pod: tuple[str, str] | None,
     return UserInfo(name=username, uid=uid, groups=groups, extra=extra)
 
 
-def _stale(claims: dict[str, Any], now: dt.datetime) -> tuple[tuple[str, str], ...]:
-    """Rule 5's warnafter: the audit annotation of an extended token used after its requested lifetime."""
+def _stale(claims: dict[str, Any], t: float) -> tuple[tuple[str, str], ...]:
+    """Rule 5's warnafter: the audit annotation of an extended token used after its requested lifetime
+    (``t``: now, POSIX seconds)."""
     private = claims.get("kubernetes.io")
     warn_after = _numeric(private, "warnafter") if isinstance(private, dict) else None
-    if not warn_after or now.timestamp() <= warn_after:
+    if not warn_after or t <= warn_after:
         return ()
-    late = int(now.timestamp()) - int(warn_after)
+    late = int(t) - int(warn_after)
     return (("authentication.k8s.io/stale-token",
              f"subject: {claims.get('sub')}, seconds after warning threshold: {late}"),)
 
 
 def _check_times(claims: dict[str, Any], now: dt.datetime) -> None:
     """Rule 5, go-jose's Claims.ValidateWithLeeway order: nbf, exp, iat."""
-    t = now.timestamp()
-    leeway = LEEWAY.total_seconds()
-    nbf, exp, iat = (_numeric(claims, k) for k in ("nbf", "exp", "iat"))
+    _check_window(*_numeric_times(claims), now.timestamp())
+
+
+def _numeric_times(claims: dict[str, Any]) -> tuple[float | None, float | None, float | None]:
+    """nbf, exp, iat (None when absent); AuthenticationError when one is not a number."""
+    return _numeric(claims, "nbf"), _numeric(claims, "exp"), _numeric(claims, "iat")
+
+
+def _check_window(nbf: float | None, exp: float | None, iat: float | None, t: float) -> None:
+    leeway = _LEEWAY_SECONDS
     if nbf is not None and t + leeway < nbf:
         raise AuthenticationError("service account token is not valid yet")
     if exp is not None and t - leeway > exp:
@@ -378,6 +440,14 @@ def _ref(value: object) -> tuple[str, str] | None:
     if not isinstance(value, dict):
         return None
     return str(value.get("name") or ""), str(value.get("uid") or "")
+
+
+def _name(obj: dict[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("name") or "")
+
+
+def _resource_version(obj: dict[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
 
 
 def _uid(obj: dict[str, Any]) -> str:

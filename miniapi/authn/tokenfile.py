@@ -20,13 +20,12 @@ guessed token matches a real one and the secrets are not kept in memory in the c
 from __future__ import annotations
 
 import csv
-import hashlib
 import logging
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from miniapi.authn.base import AuthResponse, Credentials
+from miniapi.authn.base import AuthResponse, Credentials, token_digest
 from miniapi.user import UserInfo
 
 log = logging.getLogger(__name__)
@@ -35,7 +34,7 @@ _RECORD = re.compile(rf"{_FIELD}(?:,{_FIELD})*")  # RFC 4180 without line breaks
 
 
 def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+    return token_digest(token)
 
 
 class TokenFileAuthenticator:
@@ -55,8 +54,10 @@ class TokenFileAuthenticator:
         return len(self._users)
 
     async def authenticate(self, creds: Credentials) -> AuthResponse | None:
-        token = creds.bearer_token
-        return self.authenticate_token(token) if token else None
+        if not creds.bearer_token:
+            return None
+        user = self._users.get(creds.token_digest)
+        return AuthResponse(user=user, authenticator=self.name) if user else None
 
     def authenticate_token(self, token: str) -> AuthResponse | None:
         user = self._users.get(_digest(token))

@@ -13,6 +13,9 @@ token file, service-account tokens, bootstrap tokens. Rules, as the real union a
 5. Otherwise (no credential, or a verified client certificate without a CommonName, which the real
    x509 authenticator also leaves unclaimed) the request is ``system:anonymous`` when
    ``--anonymous-auth`` is on, else 401.
+
+Rule 2's answer is remembered per winning UserInfo object (the authenticators hand out the same frozen
+object for a credential they remember), so a repeat caller costs no new UserInfo.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from collections.abc import Sequence
 
 from miniapi.authn.anonymous import AnonymousAuthenticator
 from miniapi.authn.base import AuthenticationError, Authenticator, AuthResponse, Credentials
-from miniapi.user import with_authenticated_group
+from miniapi.user import UserInfo, with_authenticated_group
 
 INVALID_BEARER_TOKEN = "invalid bearer token"
+CACHE_SIZE = 1024
 
 
 class UnionAuthenticationError(AuthenticationError):
@@ -42,6 +46,9 @@ class UnionAuthenticator:
     def __init__(self, authenticators: Sequence[Authenticator], anonymous: bool) -> None:
         self.authenticators = tuple(authenticators)
         self.anonymous = AnonymousAuthenticator() if anonymous else None
+        # id(winner's user) -> (that user, audiences, authenticator, rule 2's answer); the entry holds
+        # the user, so its id cannot be reused while the entry lives
+        self._answers: dict[int, tuple[UserInfo, tuple[str, ...], str, AuthResponse]] = {}
 
     async def authenticate(self, creds: Credentials) -> AuthResponse:
         errors: list[AuthenticationError] = []
@@ -52,10 +59,7 @@ class UnionAuthenticator:
                 errors.append(e)
                 continue
             if response is not None:
-                return AuthResponse(user=with_authenticated_group(response.user),
-                                    audiences=response.audiences,
-                                    authenticator=response.authenticator or authenticator.name,
-                                    annotations=response.annotations)
+                return self._answer(response, response.authenticator or authenticator.name)
         if errors:
             raise UnionAuthenticationError(errors) from errors[0]
         if creds.bearer_token:
@@ -65,6 +69,22 @@ class UnionAuthenticator:
             assert anonymous is not None
             return anonymous
         raise AuthenticationError("no credentials provided and anonymous requests are disabled")
+
+    def _answer(self, response: AuthResponse, authenticator: str) -> AuthResponse:
+        """Rule 2, remembered."""
+        user = response.user
+        if response.annotations:  # per request (e.g. a stale token's): never remembered
+            return AuthResponse(user=with_authenticated_group(user), audiences=response.audiences,
+                                authenticator=authenticator, annotations=response.annotations)
+        hit = self._answers.get(id(user))
+        if hit is not None and hit[0] is user and hit[1] == response.audiences and hit[2] == authenticator:
+            return hit[3]
+        answer = AuthResponse(user=with_authenticated_group(user), audiences=response.audiences,
+                              authenticator=authenticator)
+        if len(self._answers) >= CACHE_SIZE:
+            del self._answers[next(iter(self._answers))]
+        self._answers[id(user)] = (user, response.audiences, authenticator, answer)
+        return answer
 
 
 def aggregate(errors: Sequence[Exception]) -> str:

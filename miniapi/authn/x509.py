@@ -30,6 +30,7 @@ basicConstraints CA, nothing else is required of either side (no SAN, AKI or key
 from __future__ import annotations
 
 import datetime as dt
+import time
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -72,8 +73,9 @@ class X509Authenticator:
             raise ValueError("X509Authenticator needs at least one client CA certificate")
         self._store = verification.Store(list(ca_certs))
         self._clock = clock
-        # DER chain -> (notBefore, notAfter) of the whole verified chain, and its user
-        self._verified: dict[tuple[bytes, ...], tuple[dt.datetime, dt.datetime, UserInfo | None]] = {}
+        self._timestamp: Callable[[], float] = time.time if clock is _utcnow else lambda: clock().timestamp()
+        # DER chain -> (notBefore, notAfter) of the whole verified chain as POSIX times, and its user
+        self._verified: dict[tuple[bytes, ...], tuple[float, float, UserInfo | None]] = {}
 
     async def authenticate(self, creds: Credentials) -> AuthResponse | None:
         if not creds.peer_certs:
@@ -83,14 +85,14 @@ class X509Authenticator:
 
     def verify(self, peer_certs: Sequence[bytes]) -> UserInfo | None:
         """Rules 2-5 on a DER chain (leaf first); raise AuthenticationError or return the user."""
-        key, now = tuple(peer_certs), self._clock()
+        key = tuple(peer_certs)
         hit = self._verified.pop(key, None)
-        if hit is not None and hit[0] <= now <= hit[1]:
+        if hit is not None and hit[0] <= self._timestamp() <= hit[1]:
             self._verified[key] = hit  # most recently used last
             return hit[2]
         with warnings.catch_warnings():  # e.g. "serial number wasn't positive": the client's problem
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-            return self._verify(key, now)
+            return self._verify(key, self._clock())
 
     def _verify(self, peer_certs: tuple[bytes, ...], now: dt.datetime) -> UserInfo | None:
         try:
@@ -116,7 +118,7 @@ class X509Authenticator:
         not_after = min(c.not_valid_after_utc for c in verified)
         if len(self._verified) >= CACHE_SIZE:
             del self._verified[next(iter(self._verified))]
-        self._verified[key] = (not_before, not_after, user)
+        self._verified[key] = (not_before.timestamp(), not_after.timestamp(), user)
 
     @staticmethod
     def _check_validity(leaf: x509.Certificate, now: dt.datetime) -> None:

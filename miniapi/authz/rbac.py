@@ -19,6 +19,11 @@ request's path -- never touches the store and costs O(bindings that name the use
    ``*`` and the path starts with what comes before it.
 6. The reason names what allowed: ``RBAC: allowed by ClusterRoleBinding "b" of ClusterRole "r" to
    User "alice"``. A NO_OPINION carries a reason only when a binding points at a missing role.
+7. Decisions are remembered per (user name, groups, verb, namespace, group, resource, subresource,
+   name, non-resource path): everything rules 2-6 read. Any change to the index (an informer event or
+   relist of any of the four kinds) forgets them all in the same step that changes the index, so the
+   next request is decided anew against the new index. At most :data:`DECISION_CACHE_SIZE` are kept
+   (the oldest goes first), and none whose path and name are longer than :data:`DECISION_CACHE_MAX_KEY`.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from miniapi.user import SERVICEACCOUNT_USER_PREFIX, UserInfo
 GROUP = "rbac.authorization.k8s.io"
 ROLES, ROLEBINDINGS = f"roles.{GROUP}", f"rolebindings.{GROUP}"
 CLUSTERROLES, CLUSTERROLEBINDINGS = f"clusterroles.{GROUP}", f"clusterrolebindings.{GROUP}"
+DECISION_CACHE_SIZE = 4096
+DECISION_CACHE_MAX_KEY = 1024  # requests with longer paths/names are decided without being remembered
 _SANITIZE = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 
 
@@ -200,6 +207,7 @@ class RBACAuthorizer:
         self._cluster_roles: dict[str, tuple[PolicyRule, ...]] = {}
         self._bindings: dict[tuple[str, str], Binding] = {}  # (namespace or "", name)
         self._by_subject: dict[tuple[str, str, str], set[str]] = {}  # (binding ns, u|g, name) -> names
+        self._decisions: dict[tuple[object, ...], tuple[Decision, str]] = {}  # rule 7
         self._informers = Informers(store, (CLUSTERROLES, ROLES, CLUSTERROLEBINDINGS, ROLEBINDINGS),
                                     self._apply, self._replace)
 
@@ -216,6 +224,7 @@ class RBACAuthorizer:
     # -- index maintenance (called by the informers) ---------------------------------------------
 
     def _replace(self, key: str, objs: list[Obj]) -> None:
+        self._decisions.clear()
         if key == ROLES:
             self._roles.clear()
         elif key == CLUSTERROLES:
@@ -228,6 +237,7 @@ class RBACAuthorizer:
             self._apply(key, "ADDED", obj)
 
     def _apply(self, key: str, type_: str, obj: Obj) -> None:
+        self._decisions.clear()
         namespace, name = ref(obj)
         if key == ROLES:
             self._put(self._roles, (namespace, name), type_, obj)
@@ -297,6 +307,21 @@ class RBACAuthorizer:
         return rules, errors
 
     async def authorize(self, attrs: Attributes) -> tuple[Decision, str]:
+        user = attrs.user
+        key = (user.name, user.groups, attrs.verb, attrs.is_resource_request, attrs.namespace, attrs.api_group,
+               attrs.resource, attrs.subresource, attrs.name, "" if attrs.is_resource_request else attrs.path)
+        decided = self._decisions.get(key)
+        if decided is None:
+            decided = self.decide(attrs)
+            if len(attrs.path) + len(attrs.name) + len(attrs.namespace) > DECISION_CACHE_MAX_KEY:
+                return decided
+            if len(self._decisions) >= DECISION_CACHE_SIZE:
+                del self._decisions[next(iter(self._decisions))]
+            self._decisions[key] = decided
+        return decided
+
+    def decide(self, attrs: Attributes) -> tuple[Decision, str]:
+        """Rules 1-6, uncached."""
         errors: list[str] = []
         for binding in self._applicable(attrs.user, attrs.namespace):
             rules, error = self.role_rules(binding)

@@ -31,9 +31,7 @@ def pretty(request: web.Request | None) -> bool:
 def json_response(obj: Any, status: int = 200, content_type: str = "application/json",
                   request: web.Request | None = None) -> web.Response:
     """The API codec's answer (json.Encoder: compact, newline-terminated; indented for curl & co.)."""
-    resp = web.Response(status=status, body=gojson.encode(obj, pretty(request)))
-    resp.headers["Content-Type"] = content_type
-    return resp
+    return encoded_response(gojson.encode(obj, pretty(request)), status, content_type)
 
 
 def raw_json_response(obj: Any, indent: str | None = None, content_type: str = "application/json") -> web.Response:
@@ -41,6 +39,15 @@ def raw_json_response(obj: Any, indent: str | None = None, content_type: str = "
     resp = web.Response(body=gojson.marshal(obj, indent))
     resp.headers["Content-Type"] = content_type
     return resp
+
+
+def encoded_response(body: bytes, status: int = 200, content_type: str = "application/json") -> web.Response:
+    return web.Response(status=status, body=body, content_type=content_type)  # bytes: no charset added
+
+
+def dumps(obj: Any) -> bytes:
+    """The JSON bytes :func:`json_response` sends for ``obj`` to a client that is not pretty-printed."""
+    return gojson.encode(obj)
 
 
 def media_type(request: web.Request) -> str:

@@ -52,7 +52,7 @@ class NonResource:
             if path == prefix or path.startswith(prefix + "/"):
                 return self.health(request, path[len(prefix):].lstrip("/"))
         if path == "/version":
-            return web.Response(body=VERSION_JSON, content_type="application/json")
+            return negotiation.encoded_response(VERSION_JSON)
         if path in ("/api", "/apis"):
             return self.discovery_root(request, path)
         if path.startswith(("/api/", "/apis/")):

@@ -25,6 +25,7 @@ from aiohttp import web
 from miniapi import errors
 from miniapi.admission import Attributes, Operation
 from miniapi.endpoints import negotiation
+from miniapi.endpoints.encoded import EncodedAnswers
 from miniapi.endpoints.objects import (
     Filter,
     decode_continue,
@@ -59,6 +60,7 @@ def _now() -> dt.datetime:
 class RestHandlers:
     def __init__(self, server: APIServer) -> None:
         self.server = server
+        self.encoded = EncodedAnswers()  # plain GET answers, by resourceVersion
 
     @property
     def store(self) -> Any:
@@ -90,10 +92,20 @@ class RestHandlers:
     # -- reads ----------------------------------------------------------------------------------
     async def get(self, request: web.Request, rt: ResourceType) -> web.Response:
         info = request[INFO]
-        parse_rv(request.query.get("resourceVersion"))  # 400 on a malformed one, as for watch
+        if request.query_string:
+            parse_rv(request.query.get("resourceVersion"))  # 400 on a malformed one, as for watch
+        namespace = info.namespace if rt.namespaced else ""
+        table = request.method == "GET" and "Table" in request.headers.get("Accept", "")
+        plain = not table and not negotiation.pretty(request)  # only the codec's compact bytes are remembered
+        if plain and (body := self.encoded.lookup(self.server.store, rt, namespace, info.name)) is not None:
+            return negotiation.encoded_response(body)
         with store_errors(rt, info.name):
-            obj = await self.store.get(rt.key, info.namespace if rt.namespaced else "", info.name)
-        return self.respond(request, rt, obj)
+            obj = await self.store.get(rt.key, namespace, info.name)
+        if not plain:
+            return self.respond(request, rt, obj)
+        body = negotiation.dumps(with_type(rt, obj))
+        self.encoded.keep(rt, namespace, info.name, obj, body)
+        return negotiation.encoded_response(body)
 
     async def list(self, request: web.Request, rt: ResourceType) -> web.Response:
         info, query = request[INFO], request.query

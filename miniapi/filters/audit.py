@@ -3,72 +3,68 @@
 Sits after authentication (so it knows the user) and before authorization (so it sees 403s too).
 Failed authentications are audited by :func:`audit_failed_authentication`, which the authentication
 filter's 401 passes through (WithFailedAuthenticationAudit in the real chain). That outer filter also
-stamps ``request[RECEIVED]`` once, and both filters report it as ``requestReceivedTimestamp`` (the
-real chain's WithRequestReceivedTimestamp does the same, outermost).
+stamps ``request[RECEIVED]`` once (a ``time.time()`` value), and both filters report it as
+``requestReceivedTimestamp`` (the real chain's WithRequestReceivedTimestamp does the same, outermost).
+The filters only collect what they already hold; :mod:`miniapi.audit` builds the Event from it.
 """
 
 from __future__ import annotations
 
+import time
+
 from aiohttp import web
 
-from miniapi.audit import AuditLog, now_rfc3339_micro
+from miniapi.audit import AuditLog, Pending
+from miniapi.authn.base import AuthResponse
 from miniapi.authz.base import Decision
 from miniapi.errors import ApiError
-from miniapi.filters.keys import AUTH, AUTHN_ERROR, AUTHZ, INFO, RECEIVED, USER
+from miniapi.filters import Filter, Handler
+from miniapi.filters.keys import AUTH, AUTHN_ERROR, AUTHZ, INFO, RECEIVED
 
 
-def _annotations(request: web.Request) -> dict[str, str]:
-    out: dict[str, str] = {}
-    authz = request.get(AUTHZ)
-    if authz is not None:
-        decision, reason = authz
-        out["authorization.k8s.io/decision"] = "allow" if decision is Decision.ALLOW else "forbid"
-        out["authorization.k8s.io/reason"] = reason
-    if request.get(AUTHN_ERROR):
-        out["authentication.k8s.io/error"] = request[AUTHN_ERROR]
-    auth = request.get(AUTH)
-    if auth is not None and auth.authenticator:
-        out["authentication.k8s.io/authenticator"] = auth.authenticator
-    if auth is not None:
-        out.update(auth.annotations)
-    return out
+def _record(audit: AuditLog, request: web.Request, received: float, code: int, auth: AuthResponse | None,
+            authz: tuple[Decision, str] | None, authn_error: str | None) -> None:
+    audit.add(Pending(request[INFO], request.path_qs, auth.user if auth is not None else None,
+                      request.remote or "", request.headers.get("User-Agent", ""), code, received, time.time(),
+                      authz, authn_error, auth.authenticator if auth is not None else "",
+                      auth.annotations if auth is not None else ()))
 
 
-def _record(audit: AuditLog, request: web.Request, received: str, code: int) -> None:
-    audit.record(info=request.get(INFO), uri=request.path_qs, user=request.get(USER),
-                 source_ip=request.remote or "", user_agent=request.headers.get("User-Agent", ""),
-                 code=code, received=received, annotations=_annotations(request))
+def with_audit(audit: AuditLog) -> Filter:
+    def wrap(handler: Handler) -> Handler:
+        async def audited(request: web.Request) -> web.StreamResponse:
+            # below WithAuthentication's success: RECEIVED and AUTH are set, AUTHN_ERROR never is
+            received, auth = request[RECEIVED], request[AUTH]
+            try:
+                resp = await handler(request)
+            except ApiError as err:
+                _record(audit, request, received, err.code, auth, request.get(AUTHZ), None)
+                raise
+            except Exception:
+                _record(audit, request, received, 500, auth, request.get(AUTHZ), None)
+                raise
+            _record(audit, request, received, resp.status, auth, request[AUTHZ], None)
+            return resp
+
+        return audited
+
+    return wrap
 
 
-def with_audit(audit: AuditLog):  # type: ignore[no-untyped-def]
-    @web.middleware
-    async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
-        received = request.get(RECEIVED) or now_rfc3339_micro()
-        try:
-            resp = await handler(request)
-        except ApiError as err:
-            _record(audit, request, received, err.code)
-            raise
-        except Exception:
-            _record(audit, request, received, 500)
-            raise
-        _record(audit, request, received, resp.status)
-        return resp
-
-    return middleware
-
-
-def audit_failed_authentication(audit: AuditLog):  # type: ignore[no-untyped-def]
+def audit_failed_authentication(audit: AuditLog) -> Filter:
     """Placed just outside WithAuthentication: audits the 401s it produces."""
 
-    @web.middleware
-    async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
-        received = request[RECEIVED] = now_rfc3339_micro()
-        try:
-            return await handler(request)
-        except ApiError as err:
-            if err.code == 401:
-                _record(audit, request, received, 401)
-            raise
+    def wrap(handler: Handler) -> Handler:
+        async def audited(request: web.Request) -> web.StreamResponse:
+            received = request[RECEIVED] = time.time()
+            try:
+                return await handler(request)
+            except ApiError as err:
+                if err.code == 401:
+                    _record(audit, request, received, 401, request.get(AUTH), request.get(AUTHZ),
+                            request.get(AUTHN_ERROR))
+                raise
 
-    return middleware
+        return audited
+
+    return wrap

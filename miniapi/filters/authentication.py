@@ -11,27 +11,30 @@ from aiohttp import web
 
 from miniapi.authn.base import AuthenticationError, Authenticator, Credentials
 from miniapi.errors import unauthorized
+from miniapi.filters import Filter, Handler
 from miniapi.filters.keys import AUTH, AUTHN_ERROR, USER
 from miniapi.tlsconfig import peer_certs_of
 
 log = logging.getLogger("miniapi.authn")
 
 
-def with_authentication(authenticator: Authenticator):  # type: ignore[no-untyped-def]
-    @web.middleware
-    async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
-        creds = Credentials(request.headers.get("Authorization"), peer_certs_of(request))
-        try:
-            resp = await authenticator.authenticate(creds)
-        except AuthenticationError as exc:
-            request[AUTHN_ERROR] = str(exc)
-            log.info("authentication failed: %s %s from %s: %s", request.method, request.path,
-                     request.remote, exc)
-            raise unauthorized() from None
-        if resp is None:
-            raise unauthorized()
-        request[AUTH] = resp
-        request[USER] = resp.user
-        return await handler(request)
+def with_authentication(authenticator: Authenticator) -> Filter:
+    def wrap(handler: Handler) -> Handler:
+        async def authenticate(request: web.Request) -> web.StreamResponse:
+            creds = Credentials(request.headers.get("Authorization"), peer_certs_of(request))
+            try:
+                resp = await authenticator.authenticate(creds)
+            except AuthenticationError as exc:
+                request[AUTHN_ERROR] = str(exc)
+                log.info("authentication failed: %s %s from %s: %s", request.method, request.path,
+                         request.remote, exc)
+                raise unauthorized() from None
+            if resp is None:
+                raise unauthorized()
+            request[AUTH] = resp
+            request[USER] = resp.user
+            return await handler(request)
 
-    return middleware
+        return authenticate
+
+    return wrap

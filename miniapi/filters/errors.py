@@ -14,6 +14,7 @@ from aiohttp import web
 
 from miniapi.endpoints.negotiation import json_response
 from miniapi.errors import ApiError, internal
+from miniapi.filters import Handler
 
 log = logging.getLogger("miniapi")
 
@@ -27,25 +28,27 @@ _HTTP_REASONS = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed", 41
                  415: "UnsupportedMediaType"}
 
 
-@web.middleware
-async def with_panic_recovery(request: web.Request, handler):  # type: ignore[no-untyped-def]
-    try:
-        return await handler(request)
-    except ApiError as err:
-        return status_response(err, request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        reason = _HTTP_REASONS.get(exc.status, "InternalError" if exc.status >= 500 else "BadRequest")
-        if isinstance(exc, web.HTTPRequestEntityTooLarge):  # handlers/rest.go limitedReadBody
-            from miniapi.app import MAX_REQUEST_BYTES
+def with_panic_recovery(handler: Handler) -> Handler:
+    async def recover(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as err:
+            return status_response(err, request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            reason = _HTTP_REASONS.get(exc.status, "InternalError" if exc.status >= 500 else "BadRequest")
+            if isinstance(exc, web.HTTPRequestEntityTooLarge):  # handlers/rest.go limitedReadBody
+                from miniapi.app import MAX_REQUEST_BYTES
 
-            return status_response(ApiError(413, reason, "Request entity too large: limit is "
-                                            f"{MAX_REQUEST_BYTES}"), request)
-        return status_response(ApiError(exc.status, reason, exc.reason if exc.text is None else
-                                        exc.text.removeprefix(f"{exc.status}: ")), request)
-    except (ConnectionResetError, web.HTTPClientError):
-        raise
-    except Exception as exc:  # noqa: BLE001 - this is the panic recovery
-        log.exception("panic serving %s %s", request.method, request.path)
-        return status_response(internal(f"{type(exc).__name__}: {exc}"), request)
+                return status_response(ApiError(413, reason, "Request entity too large: limit is "
+                                                f"{MAX_REQUEST_BYTES}"), request)
+            return status_response(ApiError(exc.status, reason, exc.reason if exc.text is None else
+                                            exc.text.removeprefix(f"{exc.status}: ")), request)
+        except (ConnectionResetError, web.HTTPClientError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - this is the panic recovery
+            log.exception("panic serving %s %s", request.method, request.path)
+            return status_response(internal(f"{type(exc).__name__}: {exc}"), request)
+
+    return recover

@@ -9,7 +9,7 @@ from miniapi.authz.base import Decision
 from miniapi.requestinfo import RequestInfo
 from miniapi.user import UserInfo
 
-RECEIVED = web.RequestKey("received", str)  # WithRequestReceivedTimestamp (set by the outer audit filter)
+RECEIVED = web.RequestKey("received", float)  # WithRequestReceivedTimestamp: time.time() (outer audit filter)
 INFO = web.RequestKey("info", RequestInfo)  # WithRequestInfo
 AUTH = web.RequestKey("auth", AuthResponse)  # WithAuthentication: the whole answer
 USER = web.RequestKey("user", UserInfo)  # WithAuthentication: who

@@ -63,6 +63,11 @@ class Store(Protocol):
     async def get(self, key: str, namespace: str, name: str) -> Obj:
         """Return a copy of the stored object; raise NotFound."""
 
+    def resource_version_of(self, key: str, namespace: str, name: str) -> str | None:
+        """The stored object's resourceVersion, or None when absent: synchronous, no copy, no I/O.
+        An object's content changes only with its resourceVersion (every write gets a new store-wide
+        revision, a re-created object too), so caches of what was derived from an object compare this."""
+
     async def list(self, key: str, namespace: str | None = None) -> tuple[list[Obj], int]:
         """All objects of a key (in one namespace, or all when None), sorted by namespace/name,
         with the revision the snapshot was taken at."""

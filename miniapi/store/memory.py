@@ -66,6 +66,10 @@ class MemoryStore:
             raise NotFound(key, namespace, name)
         return thaw(entry[1])
 
+    def resource_version_of(self, key: str, namespace: str, name: str) -> str | None:
+        entry = self._objects.get(key, {}).get((namespace, name))
+        return None if entry is None else entry[0]
+
     async def list(self, key: str, namespace: str | None = None) -> tuple[list[Obj], int]:
         bucket = self._objects.get(key, {})
         refs = sorted(ref for ref in bucket if namespace is None or ref[0] == namespace)

@@ -60,7 +60,8 @@ class SQLiteStore:
         self.path = Path(path)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         self._conn: sqlite3.Connection | None = None
-        revision = self._executor.submit(self._open).result()
+        revision, versions = self._executor.submit(self._open).result()
+        self._versions = versions  # (key, namespace, name) -> resourceVersion, kept by the event loop side
         self._hub = WatchHub(revision, history=history, queue_size=watch_queue)
         self._lock = asyncio.Lock()
         self._rmw = watchhub.ObjectLocks()  # serialises guaranteed_update per object
@@ -94,6 +95,9 @@ class SQLiteStore:
             raise NotFound(key, namespace, name)
         obj: Obj = json.loads(row[1])
         return obj
+
+    def resource_version_of(self, key: str, namespace: str, name: str) -> str | None:
+        return self._versions.get((key, namespace, name))
 
     async def list(self, key: str, namespace: str | None = None) -> tuple[list[Obj], int]:
         rows, revision = await self._run(self._select_all, key, namespace)
@@ -147,12 +151,15 @@ class SQLiteStore:
             new: Obj = json.loads(stored)
             if type_ == "DELETED":
                 new = with_resource_version(new, revision)
+                self._versions.pop((key, namespace, name), None)
+            else:
+                self._versions[(key, namespace, name)] = str(revision)
             self._hub.publish(Change(type_, key, namespace, revision, freeze(new)))
             return new
 
     # -- the worker-thread side (the only code that touches the connection) ------------------------
 
-    def _open(self) -> int:
+    def _open(self) -> tuple[int, dict[tuple[str, str, str], str]]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -160,7 +167,9 @@ class SQLiteStore:
         conn.execute("PRAGMA busy_timeout=5000")
         conn.executescript(_SCHEMA)
         self._conn = conn
-        return int(conn.execute("SELECT revision FROM meta WHERE id = 0").fetchone()[0])
+        versions = {(str(k), str(ns), str(n)): str(rv)
+                    for k, ns, n, rv in conn.execute("SELECT key, namespace, name, rv FROM objects")}
+        return int(conn.execute("SELECT revision FROM meta WHERE id = 0").fetchone()[0]), versions
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:

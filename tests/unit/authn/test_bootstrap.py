@@ -102,3 +102,76 @@ async def test_missing_secret(store: FakeStore) -> None:
     with pytest.raises(BootstrapTokenError, match="invalid bearer token") as caught:
         await _auth(store).authenticate_token(TOKEN)
     assert "no secret kube-system/bootstrap-token-abcdef" in caught.value.reason
+
+
+# -- remembered successes, against a real store's resourceVersions ------------------------------------
+
+async def _remembering(now: list[dt.datetime]) -> tuple[Any, BootstrapTokenAuthenticator]:
+    from miniapi.store.memory import MemoryStore
+
+    store = MemoryStore()
+    await store.create("secrets", _secret())
+    return store, BootstrapTokenAuthenticator(store, clock=lambda: now[0])
+
+
+async def _delete_secret(store: Any) -> None:
+    await store.delete("secrets", "kube-system", "bootstrap-token-abcdef")
+
+
+async def _disable_usage(store: Any) -> None:
+    secret = await store.get("secrets", "kube-system", "bootstrap-token-abcdef")
+    secret["data"] = _secret(usage_bootstrap_authentication="false")["data"]
+    await store.update("secrets", secret)
+
+
+async def _start_deleting(store: Any) -> None:
+    secret = await store.get("secrets", "kube-system", "bootstrap-token-abcdef")
+    secret["metadata"]["deletionTimestamp"] = "2026-07-01T11:59:00Z"
+    await store.update("secrets", secret)
+
+
+async def _rotate_secret(store: Any) -> None:
+    await store.delete("secrets", "kube-system", "bootstrap-token-abcdef")
+    await store.create("secrets", _secret(token_secret="fedcba9876543210"))
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    (_delete_secret, "no secret kube-system/bootstrap-token-abcdef"),
+    (_disable_usage, "not marked usage-bootstrap-authentication=true"),
+    (_start_deleting, "is deleted and awaiting removal"),
+    (_rotate_secret, "has invalid value for key token-secret"),
+], ids=["deleted", "usage-off", "deleting", "rotated"])
+async def test_a_remembered_success_ends_with_the_next_change(change: Any, reason: str) -> None:
+    store, auth = await _remembering([NOW])
+    first = await auth.authenticate_token(TOKEN)
+    assert first is not None and await auth.authenticate_token(TOKEN) is first  # remembered
+    await change(store)
+    with pytest.raises(BootstrapTokenError) as caught:
+        await auth.authenticate_token(TOKEN)
+    assert reason in caught.value.reason
+
+
+async def test_a_remembered_success_ends_at_the_expiration() -> None:
+    now = [NOW]
+    _, auth = await _remembering(now)
+    assert await auth.authenticate_token(TOKEN) is not None
+    now[0] = dt.datetime(2026, 7, 2, 12, 0, tzinfo=dt.UTC)  # the Secret's expiration, exactly
+    with pytest.raises(BootstrapTokenError) as caught:
+        await auth.authenticate_token(TOKEN)
+    assert "has expired" in caught.value.reason
+
+
+async def test_a_remembered_success_does_not_read_the_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    store, auth = await _remembering([NOW])
+    reads = []
+    real_get = store.get
+
+    async def counting_get(*args: Any) -> Any:
+        reads.append(args)
+        return await real_get(*args)
+    monkeypatch.setattr(store, "get", counting_get)
+    for _ in range(3):
+        assert await auth.authenticate_token(TOKEN) is not None
+    assert len(reads) == 1
+    with pytest.raises(BootstrapTokenError):  # another secret for the same id is not the remembered token
+        await auth.authenticate_token("abcdef.0123456789abcdee")

@@ -349,3 +349,96 @@ def test_openid_configuration_shape() -> None:
 
 def test_algorithm_allow_list_is_asymmetric_only() -> None:
     assert not {"none", "HS256", "HS384", "HS512"} & sa_module.ALLOWED_ALGORITHMS
+
+
+# --- rules 6-8 remembered against a real store's resourceVersions ----------------------------------
+
+async def _live_store() -> Any:
+    from miniapi.store.memory import MemoryStore
+
+    store = MemoryStore()
+    await store.create("serviceaccounts", {"metadata": {"namespace": "default", "name": "builder", "uid": "sa-1"}})
+    await store.create("pods", {"metadata": {"namespace": "default", "name": "p1", "uid": "pod-1"}})
+    await store.create("secrets", {"metadata": {"namespace": "default", "name": "s1", "uid": "sec-1"}})
+    await store.create("nodes", {"metadata": {"name": "node1", "uid": "node-1"}})
+    return store
+
+
+async def _store_delete(store: Any, key: str, namespace: str, name: str) -> None:
+    await store.delete(key, namespace, name)
+
+
+async def _store_mark_deleted(store: Any, key: str, namespace: str, name: str) -> None:
+    obj = await store.get(key, namespace, name)
+    obj["metadata"]["deletionTimestamp"] = (T0 - dt.timedelta(seconds=120)).isoformat().replace("+00:00", "Z")
+    await store.update(key, obj)
+
+
+async def _store_recreate(store: Any, key: str, namespace: str, name: str) -> None:
+    obj = await store.delete(key, namespace, name)
+    obj["metadata"] = {"namespace": namespace, "name": name, "uid": "recreated"} if namespace else {
+        "name": name, "uid": "recreated"}
+    await store.create(key, obj)
+
+
+STORE_CHANGES = {"deleted": _store_delete, "being-deleted": _store_mark_deleted, "recreated": _store_recreate}
+
+
+@pytest.mark.parametrize("bound,change,message", LIVENESS.values(), ids=LIVENESS.keys())
+async def test_remembered_liveness_is_rechecked_on_the_next_request(bound: Any, change: Any, message: str) -> None:
+    store = await _live_store()
+    authenticator = _authenticator(store)
+    token = _issue(bound=bound)
+    for _ in range(2):  # the second answer comes from the remembered outcome
+        assert await authenticator.authenticate_token(token) is not None
+    # the same change as the FakeStore case, made through the store (a write with a new resourceVersion)
+    case = next(k for k, v in LIVENESS.items() if v[1] is change)
+    obj_kind, how = case.split("-", 1)
+    key, namespace, name = {"sa": ("serviceaccounts", "default", "builder"), "pod": ("pods", "default", "p1"),
+                            "secret": ("secrets", "default", "s1"), "node": ("nodes", "", "node1")}[obj_kind]
+    await STORE_CHANGES[how](store, key, namespace, name)
+    with pytest.raises(AuthenticationError) as caught:
+        await authenticator.authenticate_token(token)
+    assert str(caught.value) == message
+
+
+async def test_remembered_liveness_skips_the_store_until_an_object_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = await _live_store()
+    authenticator = _authenticator(store)
+    token = _issue(bound=("Pod", "p1", "pod-1"))
+    reads: list[tuple[str, str]] = []
+    real_get = store.get
+
+    async def counting_get(key: str, namespace: str, name: str) -> Any:
+        reads.append((key, name))
+        return await real_get(key, namespace, name)
+    monkeypatch.setattr(store, "get", counting_get)
+    first = await authenticator.authenticate_token(token)
+    assert reads == [("serviceaccounts", "builder"), ("pods", "p1")]
+    for _ in range(3):
+        assert await authenticator.authenticate_token(token) == first
+    assert len(reads) == 2
+    pod = await real_get("pods", "default", "p1")
+    await store.update("pods", {**pod, "metadata": {**pod["metadata"], "labels": {"x": "y"}}})
+    assert await authenticator.authenticate_token(token) == first  # read anew: still valid
+    assert len(reads) == 4
+    # rules 4 and 5 are never remembered
+    later = _authenticator(store, at=T0 + dt.timedelta(hours=2))
+    later._live, later._verified = authenticator._live, authenticator._verified
+    with pytest.raises(AuthenticationError, match="service account token has expired"):
+        await later.authenticate_token(token)
+
+
+async def test_an_object_being_deleted_is_rechecked_every_time() -> None:
+    store = await _live_store()
+    token = _issue(bound=("Pod", "p1", "pod-1"))
+    pod = await store.get("pods", "default", "p1")
+    pod["metadata"]["deletionTimestamp"] = T0.isoformat().replace("+00:00", "Z")  # graceful deletion begins
+    await store.update("pods", pod)
+    now = [T0]
+    authenticator = ServiceAccountAuthenticator([RSA_KEY.public_key()], [ISSUER], [ISSUER], store,
+                                                clock=lambda: now[0])
+    assert await authenticator.authenticate_token(token) is not None  # inside the leeway
+    now[0] = T0 + dt.timedelta(seconds=90)
+    with pytest.raises(AuthenticationError, match="invalidated"):
+        await authenticator.authenticate_token(token)

@@ -158,3 +158,29 @@ async def test_peer_certs_of_without_transport() -> None:
     class Plain:
         transport = None
     assert tlsconfig.peer_certs_of(Plain()) == ()
+
+
+def test_serving_context_refuses_renegotiation(pki: dict[str, tuple[str, str]]) -> None:
+    ctx = tlsconfig.server_ssl_context(*pki["serving"], client_ca_file=pki["client-ca"][0])
+    assert ctx.options & ssl.OP_NO_RENEGOTIATION
+
+
+async def test_peer_chain_is_read_once_per_connection(server: int, pki: dict[str, tuple[str, str]],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[object] = []
+    real = tlsconfig._peer_chain
+
+    def counting(transport: object) -> tuple[bytes, ...]:
+        reads.append(transport)
+        return real(transport)
+    monkeypatch.setattr(tlsconfig, "_peer_chain", counting)
+    users = []
+    for client in ("good", None, "other-ca"):  # one keep-alive connection each, three requests on it
+        cert, key = pki[client] if client else (None, None)
+        ctx = tlsconfig.client_ssl_context(ca_file=pki["serving-ca"][0], cert_file=cert, key_file=key)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx, limit=1)) as session:
+            for _ in range(3):
+                async with session.get(f"https://127.0.0.1:{server}/whoami") as resp:
+                    users.append((resp.status, (await resp.json()).get("user")))
+    assert users == [(200, "alice")] * 3 + [(200, None)] * 3 + [(401, None)] * 3
+    assert len(reads) == 3 and len(set(map(id, reads))) == 3

@@ -132,6 +132,36 @@ async def test_anonymous_authenticator_alone() -> None:
     assert response.user == UserInfo("system:anonymous", groups=("system:unauthenticated",))
 
 
+class _Fixed:
+    """An authenticator answering with one given response (same object, or a fresh copy each time)."""
+
+    name = "fixed"
+
+    def __init__(self, response: AuthResponse, fresh: bool = False) -> None:
+        self.response, self.fresh = response, fresh
+
+    async def authenticate(self, creds: Credentials) -> AuthResponse | None:
+        r = self.response
+        return AuthResponse(UserInfo(r.user.name, r.user.uid, r.user.groups), r.audiences) if self.fresh else r
+
+
+async def test_rule_2_is_remembered_per_user_object() -> None:
+    alice = UserInfo("alice", "u1", ("devs",))
+    fixed = _Fixed(AuthResponse(alice, ("api",)))
+    union = UnionAuthenticator([fixed], anonymous=True)
+    first = await union.authenticate(Credentials())
+    assert first.user == UserInfo("alice", "u1", ("devs", "system:authenticated"))
+    assert (first.audiences, first.authenticator) == (("api",), "fixed")
+    assert await union.authenticate(Credentials()) is first
+    fixed.response = AuthResponse(alice, ("other",))  # same user object, other audiences: answered anew
+    assert (await union.authenticate(Credentials())).audiences == ("other",)
+    fixed.fresh = True  # equal but new user objects: equal answers, never a stale one
+    again = await union.authenticate(Credentials())
+    assert again == AuthResponse(UserInfo("alice", "u1", ("devs", "system:authenticated")), ("other",), "fixed")
+    fixed.response = AuthResponse(UserInfo("bob"), ())
+    assert (await union.authenticate(Credentials())).user.name == "bob"
+
+
 def test_aggregate_like_go() -> None:
     assert aggregate([ValueError("a")]) == "a"
     assert aggregate([ValueError("a"), ValueError("b"), ValueError("a")]) == "[a, b]"

@@ -127,3 +127,72 @@ async def test_non_resource_request(store: MemoryStore, rbac: RBACAuthorizer) ->
     await rbac.synced()
     assert (await rbac.authorize(url(ALICE, "get", "/healthz/etcd")))[0] is Decision.ALLOW
     assert (await rbac.authorize(url(ALICE, "get", "/metrics")))[0] is Decision.NO_OPINION
+
+
+# -- rule 7: remembered decisions ----------------------------------------------------------------------
+
+async def test_remembered_decision_is_forgotten_when_a_role_changes(store: MemoryStore,
+                                                                    rbac: RBACAuthorizer) -> None:
+    await put(store, role("reader", READ_PODS), binding("b", "reader", subject("User", "alice")))
+    await rbac.synced()
+    attrs = req(ALICE, "list", "pods", ns="x")
+    assert (await rbac.authorize(attrs))[0] is Decision.ALLOW
+    assert (await rbac.authorize(attrs))[0] is Decision.ALLOW  # now from the cache
+    reader = await store.get(key("ClusterRole"), "", "reader")
+    reader["rules"] = [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]  # no more list
+    await store.update(key("ClusterRole"), reader)
+    await rbac.synced()
+    assert await rbac.authorize(attrs) == (Decision.NO_OPINION, "")
+    assert (await rbac.authorize(req(ALICE, "get", "pods", ns="x", name="p")))[0] is Decision.ALLOW
+
+
+@pytest.mark.parametrize(("kind", "after"), [
+    ("ClusterRoleBinding", ""), ("ClusterRole", 'RBAC: clusterrole.rbac.authorization.k8s.io "reader" not found'),
+    ("RoleBinding", ""), ("Role", 'RBAC: role.rbac.authorization.k8s.io "r" not found'),
+])
+async def test_remembered_decision_is_forgotten_on_any_delete(store: MemoryStore, rbac: RBACAuthorizer,
+                                                              kind: str, after: str) -> None:
+    if kind.startswith("Cluster"):
+        await put(store, role("reader", READ_PODS), binding("b", "reader", subject("User", "alice")))
+    else:
+        await put(store, role("r", READ_PODS, ns="x"),
+                  binding("rb", "r", subject("User", "alice"), ns="x", role_kind="Role"))
+    await rbac.synced()
+    attrs = req(ALICE, "get", "pods", ns="x", name="p")
+    assert (await rbac.authorize(attrs))[0] is Decision.ALLOW
+    assert (await rbac.authorize(attrs))[0] is Decision.ALLOW
+    namespace, name = {"ClusterRoleBinding": ("", "b"), "RoleBinding": ("x", "rb"), "ClusterRole": ("", "reader"),
+                       "Role": ("x", "r")}[kind]
+    await store.delete(key(kind), namespace, name)
+    await rbac.synced()
+    assert await rbac.authorize(attrs) == (Decision.NO_OPINION, after)
+
+
+async def test_remembered_decisions_are_per_user_groups_and_request(store: MemoryStore,
+                                                                    rbac: RBACAuthorizer) -> None:
+    await put(store, role("reader", READ_PODS), binding("b", "reader", subject("Group", "dev")))
+    await rbac.synced()
+    assert (await rbac.authorize(req(user("alice", "dev"), "get", "pods", ns="x", name="p")))[0] is Decision.ALLOW
+    # same name, other groups; same user, other verb / subresource / group / namespace: decided anew
+    assert (await rbac.authorize(req(user("alice"), "get", "pods", ns="x", name="p")))[0] is Decision.NO_OPINION
+    for attrs in (req(user("alice", "dev"), "delete", "pods", ns="x", name="p"),
+                  req(user("alice", "dev"), "get", "pods", ns="x", name="p", sub="log"),
+                  req(user("alice", "dev"), "get", "pods", ns="x", name="p", group="apps")):
+        assert (await rbac.authorize(attrs))[0] is Decision.NO_OPINION
+    for path in ("/healthz", "/metrics"):
+        assert (await rbac.authorize(url(user("alice", "dev"), "get", path)))[0] is Decision.NO_OPINION
+
+
+async def test_remembered_decisions_are_bounded(store: MemoryStore, rbac: RBACAuthorizer,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from miniapi.authz import rbac as module
+
+    monkeypatch.setattr(module, "DECISION_CACHE_SIZE", 3)
+    await put(store, role("reader", READ_PODS), binding("b", "reader", subject("User", "alice")))
+    await rbac.synced()
+    for i in range(10):
+        assert (await rbac.authorize(req(ALICE, "get", "pods", ns="x", name=f"p{i}")))[0] is Decision.ALLOW
+    assert len(rbac._decisions) == 3
+    long_name = "p" * (module.DECISION_CACHE_MAX_KEY + 1)
+    assert (await rbac.authorize(req(ALICE, "get", "pods", ns="x", name=long_name)))[0] is Decision.ALLOW
+    assert all(k[8] != long_name for k in rbac._decisions)

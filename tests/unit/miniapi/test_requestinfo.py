@@ -116,3 +116,34 @@ def test_parse_never_raises(method: str, segments: list[str], lead: str, query: 
         assert info.api_prefix in ("api", "apis") and info.resource == info.parts[0]
         assert info.verb in ("get", "list", "watch", "create", "update", "patch", "delete",
                              "deletecollection") or info.verb == method.lower()
+
+
+# -- the filter's remembered parses -------------------------------------------------------------------
+
+@pytest.mark.parametrize(("method", "path", "watch"), [
+    ("GET", "/api/v1/namespaces/default/pods", None), ("GET", "/api/v1/namespaces/default/pods", "true"),
+    ("GET", "/api/v1/namespaces/default/pods", "0"), ("HEAD", "/api/v1/namespaces/default/pods/p", "1"),
+    ("DELETE", "/api/v1/namespaces/default/pods", None), ("get", "/healthz", None),
+])
+def test_remembered_parse_equals_the_parse(method: str, path: str, watch: str | None) -> None:
+    from miniapi.filters.requestinfo import request_info
+
+    query = {"watch": watch} if watch is not None else {}
+    first = request_info(method, path, watch)
+    assert first == parse(method, path, query)
+    assert request_info(method, path, watch) is first  # remembered
+    other = "true" if watch in (None, "0") else None
+    assert request_info(method, path, other) == parse(method, path, {"watch": other} if other else {})
+
+
+def test_remembered_parses_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from miniapi.filters import requestinfo as module
+
+    monkeypatch.setattr(module, "CACHE_SIZE", 4)
+    monkeypatch.setattr(module, "_parsed", {})
+    for i in range(10):
+        assert module.request_info("GET", f"/api/v1/namespaces/n{i}/pods", None).namespace == f"n{i}"
+    assert len(module._parsed) == 4
+    long_path = "/api/v1/namespaces/default/pods/" + "p" * module.CACHE_MAX_PATH
+    assert module.request_info("GET", long_path, None).name.startswith("ppp")
+    assert all(k[1] != long_path for k in module._parsed)

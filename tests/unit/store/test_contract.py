@@ -48,6 +48,23 @@ async def test_every_write_bumps_one_store_wide_revision(store: Store) -> None:
     assert store.revision == 4
 
 
+async def test_resource_version_of_follows_every_write(store: Store) -> None:
+    assert store.resource_version_of("pods", "default", "a") is None
+    created = await store.create("pods", pod("a"))
+    assert store.resource_version_of("pods", "default", "a") == rv(created) == "1"
+    assert store.resource_version_of("pods", "other", "a") is None
+    assert store.resource_version_of("secrets", "default", "a") is None
+    updated = await store.update("pods", {**created, "spec": {"x": 1}})
+    assert store.resource_version_of("pods", "default", "a") == rv(updated) == "2"
+    with pytest.raises(Conflict):
+        await store.update("pods", created)
+    assert store.resource_version_of("pods", "default", "a") == "2"  # a failed write changes nothing
+    await store.delete("pods", "default", "a")
+    assert store.resource_version_of("pods", "default", "a") is None
+    again = await store.create("pods", pod("a"))  # a re-created object never gets an old version back
+    assert store.resource_version_of("pods", "default", "a") == rv(again) == "4"
+
+
 async def test_create_existing_raises_already_exists(store: Store) -> None:
     await store.create("pods", pod("a"))
     with pytest.raises(AlreadyExists) as err:

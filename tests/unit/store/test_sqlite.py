@@ -137,3 +137,14 @@ async def test_closed_store_refuses_writes(tmp_path: Path) -> None:
     await store.close()  # idempotent
     with pytest.raises(RuntimeError, match="closed"):
         await store.create("configmaps", cm("a"))
+
+
+async def test_resource_versions_survive_a_restart(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "state.db") as store:
+        await store.create("configmaps", cm("a"))
+        b = await store.create("configmaps", cm("b"))
+        await store.update("configmaps", b)
+        await store.delete("configmaps", "default", "a")
+    async with SQLiteStore(tmp_path / "state.db") as store:
+        assert store.resource_version_of("configmaps", "default", "a") is None
+        assert store.resource_version_of("configmaps", "default", "b") == "3"
