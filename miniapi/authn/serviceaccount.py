@@ -207,6 +207,9 @@ class ServiceAccountAuthenticator:
         self._static: dict[bytes, tuple[tuple[str, ...], float | None, float | None, float | None]] = {}
         # SHA-256(token) -> the objects rules 6-7 read (key, namespace, name, resourceVersion) and the user
         self._live: dict[bytes, tuple[tuple[tuple[str, str, str, str], ...], UserInfo]] = {}
+        # SHA-256(token) -> the last answer for the api audiences, reused while user and audiences are the same
+        # objects (a frozen AuthResponse per request costs more than the rest of a remembered check)
+        self._answers: dict[bytes, AuthResponse] = {}
         self._version_of: Callable[[str, str, str], str | None] | None = getattr(
             store, "resource_version_of", None)
 
@@ -240,7 +243,17 @@ class ServiceAccountAuthenticator:
             user, read = await self._validate_objects(claims, self._clock())
             if read is not None:
                 self._remember_live(digest, read, user)
-        return AuthResponse(user=user, audiences=granted, authenticator=self.name, annotations=_stale(claims, t))
+        stale = _stale(claims, t)
+        if stale:  # per request: never remembered
+            return AuthResponse(user=user, audiences=granted, authenticator=self.name, annotations=stale)
+        answer = self._answers.get(digest)
+        if answer is None or answer.user is not user or answer.audiences is not granted:
+            answer = AuthResponse(user=user, audiences=granted, authenticator=self.name)
+            if requested is self.api_audiences:
+                if len(self._answers) >= CACHE_SIZE:
+                    del self._answers[next(iter(self._answers))]
+                self._answers[digest] = answer
+        return answer
 
     def _still_live(self, digest: bytes) -> UserInfo | None:
         """Rules 6-8's remembered outcome, if every object it read is still at the version it read."""
