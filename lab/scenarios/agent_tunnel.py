@@ -22,7 +22,6 @@ hardened column too (the tunnel alone keeps the attacker out, even with kubelet 
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import time
@@ -77,9 +76,7 @@ def run(ctx: Context) -> None:
                 f"curl could not reach {node.name}:10250 (exit {curl.returncode})")
 
     r.step(f"Create a pod on {node.name} whose log holds a secret")
-    ctx.kubectl("apply", "-f", "-", stdin=json.dumps(pod_manifest(pod, node.name, secret)))
-    waited = ctx.kubectl("wait", "--for=jsonpath={.status.phase}=Running", f"pod/{pod}", "--timeout=60s")
-    if not r.check(waited.returncode == 0, f"pod {pod} is Running", f"pod {pod} did not start"):
+    if not ctx.start_pod(pod_manifest(pod, node.name, secret)):
         return
     try:
         since = time.time()

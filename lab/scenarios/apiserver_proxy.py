@@ -91,11 +91,9 @@ def run(ctx: Context) -> None:
     session = secrets.token_hex(6)
     pod = f"payments-{session[:6]}"
     r.step(f"Create a pod on {node.name} serving a payment page (HTTP :8080, HTTPS :8443), and a service for it")
-    ctx.kubectl("apply", "-f", "-", stdin=json.dumps(pod_manifest(pod, node.name, session)))
     ctx.kubectl("apply", "-f", "-", stdin=json.dumps(service_manifest(pod)))
     try:
-        waited = ctx.kubectl("wait", "--for=condition=Ready", f"pod/{pod}", "--timeout=60s")
-        if not r.check(waited.returncode == 0, f"pod {pod} is Ready", f"pod {pod} did not start"):
+        if not ctx.start_pod(pod_manifest(pod, node.name, session), ready=True):
             return
         got = ctx.kubectl("get", "pod", pod, "-o", "jsonpath={.status.podIP}", show=False)
         ip = got.stdout.strip()

@@ -18,6 +18,7 @@ Exit codes: 0 every check as expected, 1 some check not, 2 the lab is not set up
 
 from __future__ import annotations
 
+import json
 import shlex
 import subprocess
 import sys
@@ -25,6 +26,7 @@ import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lab.attacker import loot
 from lab.topology import Topology
@@ -95,6 +97,17 @@ class Context:
     def kubectl(self, *args: str, stdin: str | None = None, show: bool = True,
                 timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return self.run(["kubectl", *args], stdin=stdin, show=show, timeout=timeout)
+
+    def start_pod(self, manifest: Mapping[str, Any], running: str = "", *, ready: bool = False) -> bool:
+        """``kubectl apply`` the pod and wait until it is Running (``ready``: its Ready condition, for pods
+        that serve), as a check whose success text is ``running``; False if it did not start."""
+        name = manifest["metadata"]["name"]
+        self.kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
+        state, wait = (("Ready", "--for=condition=Ready") if ready
+                       else ("Running", "--for=jsonpath={.status.phase}=Running"))
+        waited = self.kubectl("wait", wait, f"pod/{name}", "--timeout=60s")
+        return self.report.check(waited.returncode == 0, running or f"pod {name} is {state}",
+                                 f"pod {name} did not start")
 
     def attacker_mode(self) -> str:
         started = [e for e in loot.read(self.loot_file) if e.get("kind") == "started"]

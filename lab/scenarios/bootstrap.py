@@ -145,9 +145,7 @@ def run(ctx: Context) -> None:
     secret = secrets.token_hex(6)
     pod = f"join-demo-{secret[:6]}"
     r.step(f"Scenario 1 against {node.name}: a pod whose log holds a secret, read through the apiserver")
-    ctx.kubectl("apply", "-f", "-", stdin=json.dumps(pod_manifest(pod, node.name, secret)))
-    waited = ctx.kubectl("wait", "--for=jsonpath={.status.phase}=Running", f"pod/{pod}", "--timeout=60s")
-    if not r.check(waited.returncode == 0, f"pod {pod} is Running on {node.name}", f"pod {pod} did not start"):
+    if not ctx.start_pod(pod_manifest(pod, node.name, secret), f"pod {pod} is Running on {node.name}"):
         return
     try:
         since = time.time()

@@ -17,7 +17,6 @@ Checks, each decided by one row of the profile table (minilab/profiles.py):
 
 from __future__ import annotations
 
-import json
 import secrets
 import subprocess
 from pathlib import Path
@@ -81,9 +80,7 @@ def run(ctx: Context) -> None:
     secret = secrets.token_hex(6)
     pod = f"kubelet-api-{secret[:6]}"
     r.step(f"Create a pod on {node.name} with a password in its environment (a common mistake)")
-    ctx.kubectl("apply", "-f", "-", stdin=json.dumps(pod_manifest(pod, node.name, secret)))
-    waited = ctx.kubectl("wait", "--for=jsonpath={.status.phase}=Running", f"pod/{pod}", "--timeout=60s")
-    if not r.check(waited.returncode == 0, f"pod {pod} is Running", f"pod {pod} did not start"):
+    if not ctx.start_pod(pod_manifest(pod, node.name, secret)):
         return
     try:
         _checks(ctx, node.ip, pod, secret)

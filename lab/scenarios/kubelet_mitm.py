@@ -57,9 +57,7 @@ def run(ctx: Context) -> None:
     ctx.kubectl("get", "nodes", "-o", "wide")
 
     r.step(f"Create a pod on {node.name} whose log holds a secret")
-    ctx.kubectl("apply", "-f", "-", stdin=json.dumps(pod_manifest(pod, node.name, secret)))
-    waited = ctx.kubectl("wait", "--for=jsonpath={.status.phase}=Running", f"pod/{pod}", "--timeout=60s")
-    if not r.check(waited.returncode == 0, f"pod {pod} is Running", f"pod {pod} did not start"):
+    if not ctx.start_pod(pod_manifest(pod, node.name, secret)):
         return
     try:
         since = time.time()

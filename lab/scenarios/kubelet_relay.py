@@ -23,7 +23,6 @@ for 2. In a lab with ``--kubelet-certificate-authority`` it exits 2 and says so.
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 
@@ -64,10 +63,8 @@ def run(ctx: Context) -> None:
     pod = f"relay-demo-{secret[:6]}"
     want = expected_status(ctx)
     r.step(f"Create a pod on {node.name} whose log holds an API key")
-    ctx.kubectl("apply", "-f", "-", stdin=json.dumps(pod_manifest(pod, node.name, secret)))
     try:
-        waited = ctx.kubectl("wait", "--for=jsonpath={.status.phase}=Running", f"pod/{pod}", "--timeout=60s")
-        if not r.check(waited.returncode == 0, f"pod {pod} is Running", f"pod {pod} did not start"):
+        if not ctx.start_pod(pod_manifest(pod, node.name, secret)):
             return
         since = time.time()
         r.step("kubectl logs: apiserver -> router, where mitmproxy relays the request to the kubelet without the "

@@ -23,7 +23,6 @@ which client the pod runs.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import time
@@ -95,10 +94,8 @@ def run(ctx: Context) -> None:
     r.step(f"A pod on {node.name} as {sa}, talking to the apiserver through the kubernetes service (10.96.0.1:443), "
            + ("verifying the mounted ca.crt" if verify else "WITHOUT verifying the certificate (verify_ssl=False)"))
     since = time.time()
-    ctx.kubectl("apply", "-f", "-", stdin=json.dumps(pod_manifest(pod, node.name, sa, verify)))
     try:
-        waited = ctx.kubectl("wait", "--for=condition=Ready", f"pod/{pod}", "--timeout=60s")
-        if not r.check(waited.returncode == 0, f"pod {pod} is Ready", f"pod {pod} did not start"):
+        if not ctx.start_pod(pod_manifest(pod, node.name, sa, verify), ready=True):
             return
         r.step("What the pod's client got (its report on its own port)")
         report = podreport.read(ctx, pod)

@@ -24,7 +24,6 @@ scenario 5 (a pod's client that does not verify).
 
 from __future__ import annotations
 
-import json
 import secrets
 
 from lab.attacker import loot
@@ -103,10 +102,8 @@ def _probe(ctx: Context, apiserver: str) -> None:
     node = ctx.top.nodes[-1]
     pod = f"secure-port-{secrets.token_hex(3)}"
     r.step(f"A probe pod on {node.name}: which certificate does a connection from that node get?")
-    ctx.kubectl("apply", "-f", "-", stdin=json.dumps(probe_manifest(pod, node.name, apiserver)))
     try:
-        waited = ctx.kubectl("wait", "--for=condition=Ready", f"pod/{pod}", "--timeout=60s")
-        if not r.check(waited.returncode == 0, f"pod {pod} is Ready", f"pod {pod} did not start"):
+        if not ctx.start_pod(probe_manifest(pod, node.name, apiserver), ready=True):
             return
         report = podreport.read(ctx, pod)
     finally:

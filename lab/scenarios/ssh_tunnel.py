@@ -23,7 +23,6 @@ Outcomes, by row ``ssh-host-key`` (minilab/profiles.py):
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import time
@@ -71,9 +70,7 @@ def run(ctx: Context) -> None:
         r.say(f"the attacker's SSH server presents {impostor[-1].get('key')} (from its log)")
 
     r.step(f"Create a pod on {node.name} with a secret in its log and its environment")
-    ctx.kubectl("apply", "-f", "-", stdin=json.dumps(pod_manifest(pod, node.name, secret)))
-    waited = ctx.kubectl("wait", "--for=jsonpath={.status.phase}=Running", f"pod/{pod}", "--timeout=60s")
-    if not r.check(waited.returncode == 0, f"pod {pod} is Running", f"pod {pod} did not start"):
+    if not ctx.start_pod(pod_manifest(pod, node.name, secret)):
         return
     try:
         since = time.time()
