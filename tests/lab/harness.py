@@ -341,6 +341,19 @@ class Harness:
             return self.compose("run", "--rm", "client", "lab", "scenario", name, "--mode", mode,
                                 capture=True, check=False, timeout=300)
 
+    def scenario_passed(self, name: str, mode: str) -> tuple[str, str]:
+        """Run a scenario that must pass (exit 0): its output and the attacker's log, which must show no
+        crash of mitmproxy's addon."""
+        result = self.scenario(name, mode)
+        out = result.stdout + result.stderr
+        assert result.returncode == 0, out
+        attacker = self.service_log("attacker")
+        assert "Traceback" not in attacker and "Addon error" not in attacker, attacker
+        return out, attacker
+
+    def service_log(self, service: str) -> str:
+        return self.compose("logs", "--no-color", service, capture=True, check=False).stdout
+
     def logs(self, tail: int = 40) -> str:
         return self.compose("logs", "--no-color", f"--tail={tail}", capture=True, check=False).stdout
 

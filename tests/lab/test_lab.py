@@ -21,17 +21,9 @@ def _output(h: Harness, *args: str) -> tuple[int, str]:
     return result.returncode, result.stdout + result.stderr
 
 
-def _attacker_log(h: Harness) -> str:
-    return h.compose("logs", "--no-color", "attacker", capture=True, check=False).stdout
-
-
 def test_kubelet_mitm(lab: tuple[Harness, str]) -> None:
     h, profile = lab
-    result = h.scenario("kubelet-mitm", profile)
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out
-    attacker = _attacker_log(h)
-    assert "Traceback" not in attacker and "Addon error" not in attacker, attacker
+    out, attacker = h.scenario_passed("kubelet-mitm", profile)
     if profile == "insecure":
         assert "db-password=" in out.split("kubectl logs", 2)[-1]
         assert "request: 10.221.1.10 -> /containerLogs/default/mitm-demo-" in out
@@ -45,9 +37,7 @@ def test_kubelet_mitm(lab: tuple[Harness, str]) -> None:
 
 def test_kubelet_api(lab: tuple[Harness, str]) -> None:
     h, profile = lab
-    result = h.scenario("kubelet-api", profile)
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out
+    out, _ = h.scenario_passed("kubelet-api", profile)
     codes = [line.split()[1] for line in out.splitlines() if line.strip().startswith("HTTP ")]
     # /pods anonymous on 10250, /pods on 10255, /run anonymous, /pods as alice
     assert codes == (["200", "200", "200", "200"] if profile == "insecure" else ["401", "000", "401", "403"]), out
@@ -84,13 +74,9 @@ RELAY_LAB = "hardened:apiserver-kubelet-ca=insecure"  # lab/env/relay.env
 
 def test_apiserver_proxy(lab: tuple[Harness, str]) -> None:
     h, profile = lab
-    result = h.scenario("apiserver-proxy", profile)
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out
+    out, attacker = h.scenario_passed("apiserver-proxy", profile)
     # what kubectl printed for the pod (http and https:) and the service proxy: the attacker's version
     assert out.count("please transfer 100 EUR to account mallory") == 3, out
-    attacker = _attacker_log(h)
-    assert "Traceback" not in attacker and "Addon error" not in attacker, attacker
     assert ":8080/invoices/4711 HTTP/1.1" in attacker and ":8443/invoices/4711 HTTP/1.1" in attacker, attacker
     assert attacker.count("ALTERED the answer of 10.244.1.") >= 3, attacker
     healthz = "GET https://10.221.2.11:10250/healthz"
@@ -100,11 +86,7 @@ def test_apiserver_proxy(lab: tuple[Harness, str]) -> None:
 
 def test_sa_token(lab: tuple[Harness, str]) -> None:
     h, profile = lab
-    result = h.scenario("sa-token", profile)
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out
-    attacker = _attacker_log(h)
-    assert "Traceback" not in attacker and "Addon error" not in attacker, attacker
+    out, attacker = h.scenario_passed("sa-token", profile)
     if profile == "insecure":
         assert "STOLEN bearer token from 10.244.1.1 to 10.221.1.10:443: JWT sub=system:serviceaccount:default:app-" \
             in attacker, attacker
@@ -121,11 +103,8 @@ def test_sa_token(lab: tuple[Harness, str]) -> None:
 
 def test_secure_port(lab: tuple[Harness, str]) -> None:
     h, profile = lab
-    result = h.scenario("secure-port", profile)
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out
+    out, attacker = h.scenario_passed("secure-port", profile)
     assert "issuer=CN = mitmproxy" in out and "issuer=CN = kubernetes" in out, out
-    attacker = _attacker_log(h)
     for ip in ("10.221.2.11", "10.221.2.12"):
         assert f"TLS refused: {ip} does not trust my certificate for 10.221.1.10:443" in attacker, attacker
         assert f"giving up on {ip} -> 10.221.1.10:443" in attacker, attacker
@@ -139,7 +118,7 @@ def test_kubelet_relay(lab: tuple[Harness, str]) -> None:
     h, profile = lab
     result = h.scenario("kubelet-relay", profile)
     out = result.stdout + result.stderr
-    attacker = _attacker_log(h)
+    attacker = h.service_log("attacker")
     relay = h.lab_env.get("LAB_SET") == RELAY_LAB.partition(":")[2]
     if profile == "hardened" and not relay:  # --kubelet-certificate-authority: nothing to relay
         assert result.returncode == 2 and "lab/env/relay.env" in out, out
@@ -161,11 +140,8 @@ def test_kubelet_relay(lab: tuple[Harness, str]) -> None:
 def test_bootstrap(lab: tuple[Harness, str]) -> None:
     """Scenario 6: node3 joined by TLS bootstrapping; hardened, its serving CSR is approved by the scenario."""
     h, profile = lab
-    result = h.scenario("bootstrap", profile)
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out
+    out, attacker = h.scenario_passed("bootstrap", profile)
     assert "kubernetes.io/kube-apiserver-client-kubelet   system:bootstrap:" in out and "Approved,Issued" in out
-    attacker = _attacker_log(h)
     if profile == "insecure":
         assert "issuer=CN = node3-ca@" in out, out
         assert "STOLEN logs of default/join-demo-" in attacker and "db-password=" in attacker, attacker
