@@ -37,6 +37,10 @@ token that passed is remembered together with the resourceVersion of each object
 only while :meth:`Store.resource_version_of` still reports exactly those versions (so a deleted,
 replaced or changed object is noticed by the very next request), and never when one of the objects
 carries a deletionTimestamp (then the outcome depends on the clock). Failures are not remembered.
+A request's repeat of a token that passed all of this takes one lookup (by the digest the union already
+made): rule 5's times and the warnafter time are compared with the clock, the objects' versions with
+the store, and the remembered answer is returned; anything else (a changed object, a token past its
+warnafter or its expiry) goes the full way again, which decides and words the error.
 
 Legacy Secret-based tokens (iss ``kubernetes/serviceaccount``) are not supported.
 """
@@ -210,14 +214,39 @@ class ServiceAccountAuthenticator:
         # SHA-256(token) -> the last answer for the api audiences, reused while user and audiences are the same
         # objects (a frozen AuthResponse per request costs more than the rest of a remembered check)
         self._answers: dict[bytes, AuthResponse] = {}
+        # SHA-256(token) -> everything a repeat request of a token that passed needs, in one lookup:
+        # rule 5's numbers, the warnafter time, rules 6-7's objects and versions, and the answer
+        self._hot: dict[bytes, _Hot] = {}
         self._version_of: Callable[[str, str, str], str | None] | None = getattr(
             store, "resource_version_of", None)
 
     async def authenticate(self, creds: Credentials) -> AuthResponse | None:
         token = creds.bearer_token
-        if not token or token.count(".") != 2:
+        if not token:
+            return None
+        if self._hot:
+            hot = self._hot.get(creds.token_digest)
+            if hot is not None:
+                if self._still_hot(hot):
+                    return hot.answer
+                del self._hot[creds.token_digest]
+        if token.count(".") != 2:
             return None  # rule 1: not a three-part JWT
         return await self._authenticate(token, creds.token_digest, self.api_audiences)
+
+    def _still_hot(self, hot: _Hot) -> bool:
+        """A remembered answer holds while rule 5 passes without a warning and every object rules 6-7
+        read is still at the version it had (otherwise the full path decides, and says why)."""
+        t, leeway = self._timestamp(), _LEEWAY_SECONDS
+        if (hot.nbf is not None and t + leeway < hot.nbf) or (hot.exp is not None and t - leeway > hot.exp) or \
+                (hot.iat is not None and t + leeway < hot.iat) or (hot.warn_after and t > hot.warn_after):
+            return False
+        version_of = self._version_of
+        assert version_of is not None  # no hot entries without it
+        for key, namespace, name, version in hot.read:
+            if version_of(key, namespace, name) != version:
+                return False
+        return True
 
     async def authenticate_token(self, token: str,
                                  audiences: Sequence[str] | None = None) -> AuthResponse | None:
@@ -253,6 +282,11 @@ class ServiceAccountAuthenticator:
                 if len(self._answers) >= CACHE_SIZE:
                     del self._answers[next(iter(self._answers))]
                 self._answers[digest] = answer
+        live = self._live.get(digest)
+        if requested is self.api_audiences and live is not None and live[1] is user:
+            if len(self._hot) >= CACHE_SIZE:
+                del self._hot[next(iter(self._hot))]
+            self._hot[digest] = _Hot(nbf, exp, iat, _warn_after(claims), live[0], answer)
         return answer
 
     def _still_live(self, digest: bytes) -> UserInfo | None:
@@ -388,11 +422,25 @@ def _user(namespace: str, name: str, uid: str, pod: tuple[str, str] | None,
     return UserInfo(name=username, uid=uid, groups=groups, extra=extra)
 
 
+@dataclass(frozen=True, slots=True)
+class _Hot:
+    nbf: float | None
+    exp: float | None
+    iat: float | None
+    warn_after: float | None
+    read: tuple[tuple[str, str, str, str], ...]
+    answer: AuthResponse
+
+
+def _warn_after(claims: dict[str, Any]) -> float | None:
+    private = claims.get("kubernetes.io")
+    return _numeric(private, "warnafter") if isinstance(private, dict) else None
+
+
 def _stale(claims: dict[str, Any], t: float) -> tuple[tuple[str, str], ...]:
     """Rule 5's warnafter: the audit annotation of an extended token used after its requested lifetime
     (``t``: now, POSIX seconds)."""
-    private = claims.get("kubernetes.io")
-    warn_after = _numeric(private, "warnafter") if isinstance(private, dict) else None
+    warn_after = _warn_after(claims)
     if not warn_after or t <= warn_after:
         return ()
     late = int(t) - int(warn_after)

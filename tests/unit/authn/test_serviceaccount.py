@@ -384,13 +384,27 @@ async def _store_recreate(store: Any, key: str, namespace: str, name: str) -> No
 STORE_CHANGES = {"deleted": _store_delete, "being-deleted": _store_mark_deleted, "recreated": _store_recreate}
 
 
+async def _by_request(authenticator: ServiceAccountAuthenticator, token: str) -> Any:
+    """The request path's entry (the union's call, with its digest): the one with the repeat fast path."""
+    return await authenticator.authenticate(Credentials(f"Bearer {token}"))
+
+
+async def _by_review(authenticator: ServiceAccountAuthenticator, token: str) -> Any:
+    return await authenticator.authenticate_token(token)
+
+
+ENTRIES = pytest.mark.parametrize("entry", [_by_request, _by_review], ids=["request", "tokenreview"])
+
+
+@ENTRIES
 @pytest.mark.parametrize("bound,change,message", LIVENESS.values(), ids=LIVENESS.keys())
-async def test_remembered_liveness_is_rechecked_on_the_next_request(bound: Any, change: Any, message: str) -> None:
+async def test_remembered_liveness_is_rechecked_on_the_next_request(bound: Any, change: Any, message: str,
+                                                                    entry: Any) -> None:
     store = await _live_store()
     authenticator = _authenticator(store)
     token = _issue(bound=bound)
-    for _ in range(2):  # the second answer comes from the remembered outcome
-        assert await authenticator.authenticate_token(token) is not None
+    for _ in range(3):  # the later answers come from the remembered outcome
+        assert await entry(authenticator, token) is not None
     # the same change as the FakeStore case, made through the store (a write with a new resourceVersion)
     case = next(k for k, v in LIVENESS.items() if v[1] is change)
     obj_kind, how = case.split("-", 1)
@@ -398,8 +412,49 @@ async def test_remembered_liveness_is_rechecked_on_the_next_request(bound: Any, 
                             "secret": ("secrets", "default", "s1"), "node": ("nodes", "", "node1")}[obj_kind]
     await STORE_CHANGES[how](store, key, namespace, name)
     with pytest.raises(AuthenticationError) as caught:
-        await authenticator.authenticate_token(token)
+        await entry(authenticator, token)
     assert str(caught.value) == message
+
+
+async def test_a_repeat_request_is_one_lookup_and_the_same_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = await _live_store()
+    authenticator = _authenticator(store)
+    token = _issue(bound=("Pod", "p1", "pod-1"))
+    first = await _by_request(authenticator, token)
+    assert first is not None and first.user.name == "system:serviceaccount:default:builder"
+
+    async def no_reads(*args: Any) -> Any:
+        raise AssertionError("a repeat request read the store")
+    monkeypatch.setattr(store, "get", no_reads)
+    monkeypatch.setattr(authenticator, "_authenticate", no_reads)  # nor took the full path
+    for _ in range(3):
+        assert await _by_request(authenticator, token) is first
+
+
+async def test_a_repeat_request_still_honours_the_clock() -> None:
+    """Expiry (with go-jose's leeway) and warnafter are compared with the clock on every request."""
+    store = await _live_store()
+    now = [T0]
+    authenticator = ServiceAccountAuthenticator([RSA_KEY.public_key()], [ISSUER], [ISSUER], store,
+                                                clock=lambda: now[0])
+    token = _issue(bound=("Pod", "p1", "pod-1"), expiration_seconds=7200, warn_after_seconds=3607)
+    for _ in range(2):
+        fresh = await _by_request(authenticator, token)
+        assert fresh is not None and fresh.annotations == ()
+    now[0] = T0 + dt.timedelta(seconds=3608)  # past warnafter: still valid, but the audit event says so
+    for late in (1, 1):
+        stale = await _by_request(authenticator, token)
+        assert stale is not None and stale.user is fresh.user
+        assert stale.annotations == (("authentication.k8s.io/stale-token", "subject: system:serviceaccount:"
+                                      f"default:builder, seconds after warning threshold: {late}"),)
+    now[0] = T0 + dt.timedelta(seconds=7200 + 60)  # at exp + leeway: still valid
+    assert await _by_request(authenticator, token) is not None
+    now[0] = T0 + dt.timedelta(seconds=7200 + 61)
+    with pytest.raises(AuthenticationError, match="service account token has expired"):
+        await _by_request(authenticator, token)
+    now[0] = T0 - dt.timedelta(seconds=61)  # a clock stepped back: not valid yet
+    with pytest.raises(AuthenticationError, match="not valid yet"):
+        await _by_request(authenticator, token)
 
 
 async def test_remembered_liveness_skips_the_store_until_an_object_changes(monkeypatch: pytest.MonkeyPatch) -> None:
