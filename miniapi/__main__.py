@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 import sys
@@ -30,6 +31,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     logging.basicConfig(level=logging.DEBUG if verbosity >= 4 else logging.INFO,
                         format="%(asctime)s %(levelname).1s %(name)s] %(message)s", stream=sys.stderr)
+    # a standalone process keeps no audit Events in memory that nobody could read: with no
+    # --audit-log-path it has no audit backend at all, and the real chain then has no audit filters
+    cfg = dataclasses.replace(cfg, audit_memory_events=0)
     try:
         asyncio.run(_serve(APIServer(cfg)))
     except OSError as exc:

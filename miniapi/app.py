@@ -9,7 +9,8 @@ request order)::
     WithPanicRecovery -> WithRequestInfo -> WithFailedAuthenticationAudit -> WithAuthentication
       -> WithAudit -> WithAuthorization -> handlers (REST, reviews, discovery, health)
 
-Authentication failures are 401 and never reach authorization; authorization denies unless an
+The two audit filters are left out when there is no audit backend (the real filters return the handler
+unchanged then). Authentication failures are 401 and never reach authorization; authorization denies unless an
 authorizer allowed; handlers only ever see an authenticated, authorized request.
 """
 

@@ -105,6 +105,10 @@ def build_event(*, info: RequestInfo | None, uri: str, user: UserInfo | None, so
 
 
 class AuditLog:
+    """Where Events go: ``path`` (``--audit-log-path``; ``-`` is stdout) and a ring of the last ``keep``.
+    With neither it is not :attr:`enabled`, and the chain has no audit filters (the real WithAudit and
+    WithFailedAuthenticationAudit return the handler unchanged when there is no audit backend)."""
+
     def __init__(self, path: str = "", keep: int = 2000) -> None:
         self._ring: collections.deque[Pending | dict[str, Any]] = collections.deque(maxlen=keep)
         self._file: IO[str] | None = None
@@ -112,6 +116,7 @@ class AuditLog:
             self._file = sys.stdout
         elif path:
             self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.enabled = self._file is not None or keep > 0
 
     @property
     def events(self) -> collections.deque[dict[str, Any]]:

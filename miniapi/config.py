@@ -50,6 +50,9 @@ class Config:
     service_cluster_ip_range: str = "10.96.0.0/12"
     data_dir: str = ""
     audit_log_path: str = ""
+    # Events also kept in memory (AuditLog's ring) for whoever shares the process: the testing kit and
+    # in-process tests read them. The ``miniapi`` command sets 0: nobody can read its memory.
+    audit_memory_events: int = 2000
     min_request_timeout: int = 1800
     ssh_user: str = ""
     ssh_keyfile: str = ""

@@ -56,7 +56,7 @@ class APIServer:
         self.runner: web.AppRunner | None = None
         self.url = ""
         self.port = 0
-        self.audit = AuditLog(config.audit_log_path)
+        self.audit = AuditLog(config.audit_log_path, keep=config.audit_memory_events)
         self.bootstrap = Bootstrap(self)
         self.strategies = strategies()
         self._ip_lock = asyncio.Lock()

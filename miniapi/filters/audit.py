@@ -6,6 +6,8 @@ filter's 401 passes through (WithFailedAuthenticationAudit in the real chain). T
 stamps ``request[RECEIVED]`` once (a ``time.time()`` value), and both filters report it as
 ``requestReceivedTimestamp`` (the real chain's WithRequestReceivedTimestamp does the same, outermost).
 The filters only collect what they already hold; :mod:`miniapi.audit` builds the Event from it.
+With no audit backend (no ``--audit-log-path`` and no in-memory ring: the ``miniapi`` command's default)
+both return the handler unchanged, as the real filters do with a nil sink: no audit work per request.
 """
 
 from __future__ import annotations
@@ -30,7 +32,14 @@ def _record(audit: AuditLog, request: web.Request, received: float, code: int, a
                       auth.annotations if auth is not None else ()))
 
 
+def _unchanged(handler: Handler) -> Handler:
+    return handler
+
+
 def with_audit(audit: AuditLog) -> Filter:
+    if not audit.enabled:  # no audit backend: no filter (as WithAudit with a nil sink)
+        return _unchanged
+
     def wrap(handler: Handler) -> Handler:
         async def audited(request: web.Request) -> web.StreamResponse:
             # below WithAuthentication's success: RECEIVED and AUTH are set, AUTHN_ERROR never is
@@ -53,6 +62,8 @@ def with_audit(audit: AuditLog) -> Filter:
 
 def audit_failed_authentication(audit: AuditLog) -> Filter:
     """Placed just outside WithAuthentication: audits the 401s it produces."""
+    if not audit.enabled:
+        return _unchanged
 
     def wrap(handler: Handler) -> Handler:
         async def audited(request: web.Request) -> web.StreamResponse:
