@@ -42,6 +42,6 @@ class PrivilegedGroups:
         self.groups = frozenset(groups or (SYSTEM_PRIVILEGED_GROUP,))
 
     async def authorize(self, attrs: Attributes) -> tuple[Decision, str]:
-        if self.groups.intersection(attrs.user.groups):
+        if not self.groups.isdisjoint(attrs.user.groups):
             return Decision.ALLOW, ""
         return Decision.NO_OPINION, ""

@@ -13,6 +13,20 @@ from typing import Protocol
 from miniapi.user import UserInfo
 
 
+class Revision:
+    """A counter a stateful authorizer bumps whenever an answer it gave may have changed (its index
+    changed). An authorizer whose answers depend on nothing but the Attributes has none; one that
+    depends on anything else without a Revision makes the union decide every request anew."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def bump(self) -> None:
+        self.value += 1
+
+
 class Decision(enum.Enum):
     DENY = 0
     ALLOW = 1

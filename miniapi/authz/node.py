@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from miniapi.authz.base import Attributes, Decision, RulesResult
+from miniapi.authz.base import Attributes, Decision, Revision, RulesResult
 from miniapi.authz.informer import Informers, ref
 from miniapi.authz.policy import node_rules
 from miniapi.authz.rbac import PolicyRule, go_quote
@@ -105,6 +105,7 @@ class NodeAuthorizer:
                           ("", "persistentvolumeclaims"): self._pvcs,
                           ("coordination.k8s.io", "leases"): self._lease}
         self._informers = Informers(store, ("pods",), self._apply, self._replace)
+        self.revision = Revision()  # bumped when the graph changes (the union's cache)
 
     async def start(self) -> None:
         await self._informers.start()
@@ -118,6 +119,7 @@ class NodeAuthorizer:
     # -- the graph ----------------------------------------------------------------------------------
 
     def _replace(self, key: str, objs: list[Obj]) -> None:
+        self.revision.bump()
         self._pods.clear()
         self._edges.clear()
         for obj in objs:
@@ -129,10 +131,13 @@ class NodeAuthorizer:
         if old is not None:
             self._link(old[0], old[1], -1)
         node = str((pod.get("spec") or {}).get("nodeName") or "")
+        new = None
         if type_ != "DELETED" and node:
-            refs = frozenset(pod_references(pod) | {("pods", *pod_ref)})
-            self._pods[pod_ref] = (node, refs)
-            self._link(node, refs, +1)
+            new = (node, frozenset(pod_references(pod) | {("pods", *pod_ref)}))
+            self._pods[pod_ref] = new
+            self._link(*new, +1)
+        if new != old:  # a pod's status update leaves the graph as it was
+            self.revision.bump()
 
     def _link(self, node: str, vertices: frozenset[_Vertex], delta: int) -> None:
         for vertex in vertices:

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from miniapi.authz.base import Attributes, Decision, NonResourceRule, ResourceRule, RulesResult
+from miniapi.authz.base import Attributes, Decision, NonResourceRule, ResourceRule, Revision, RulesResult
 from miniapi.authz.informer import Informers, ref
 from miniapi.store.base import Obj, Store
 from miniapi.user import SERVICEACCOUNT_USER_PREFIX, UserInfo
@@ -208,6 +208,7 @@ class RBACAuthorizer:
         self._bindings: dict[tuple[str, str], Binding] = {}  # (namespace or "", name)
         self._by_subject: dict[tuple[str, str, str], set[str]] = {}  # (binding ns, u|g, name) -> names
         self._decisions: dict[tuple[object, ...], tuple[Decision, str]] = {}  # rule 7
+        self.revision = Revision()  # bumped with every index change (the union's cache)
         self._informers = Informers(store, (CLUSTERROLES, ROLES, CLUSTERROLEBINDINGS, ROLEBINDINGS),
                                     self._apply, self._replace)
 
@@ -225,6 +226,7 @@ class RBACAuthorizer:
 
     def _replace(self, key: str, objs: list[Obj]) -> None:
         self._decisions.clear()
+        self.revision.bump()
         if key == ROLES:
             self._roles.clear()
         elif key == CLUSTERROLES:
@@ -238,6 +240,7 @@ class RBACAuthorizer:
 
     def _apply(self, key: str, type_: str, obj: Obj) -> None:
         self._decisions.clear()
+        self.revision.bump()
         namespace, name = ref(obj)
         if key == ROLES:
             self._put(self._roles, (namespace, name), type_, obj)

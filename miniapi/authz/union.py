@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from miniapi.authz.always import AlwaysAllow, AlwaysDeny, PrivilegedGroups
-from miniapi.authz.base import Attributes, Authorizer, Decision, RuleResolver, RulesResult
+from miniapi.authz.base import Attributes, Authorizer, Decision, Revision, RuleResolver, RulesResult
 from miniapi.authz.node import NodeAuthorizer
 from miniapi.authz.rbac import RBACAuthorizer, aggregate
 from miniapi.store.base import Store
@@ -29,13 +29,57 @@ from miniapi.user import UserInfo
 MODES = ("AlwaysAllow", "AlwaysDeny", "Node", "RBAC")
 
 
+STATELESS = (PrivilegedGroups, AlwaysAllow, AlwaysDeny)  # answers that depend on the Attributes alone
+CACHE_SIZE = 4096
+CACHE_MAX_PATH = 1024
+
+
 class UnionAuthorizer:
+    """Rule 1. When every authorizer is stateless or has a :class:`Revision`, the answer for an
+    Attributes object is remembered with the sum of those revisions (each only grows, so the sum
+    changes with any of them) and reused while it stands: an RBAC or Node index change decides the
+    next request anew. WithAuthorization hands out the same Attributes object for a repeat request."""
+
     name = "Union"
 
     def __init__(self, authorizers: Sequence[Authorizer]) -> None:
         self.authorizers = tuple(authorizers)
+        revisions: list[Revision] = []
+        for authorizer in self.authorizers:
+            revision = getattr(authorizer, "revision", None)
+            if isinstance(revision, Revision):
+                revisions.append(revision)
+            elif not isinstance(authorizer, STATELESS):
+                revisions = []
+                self._cacheable = False
+                break
+        else:
+            self._cacheable = True
+        self._revisions = tuple(revisions)
+        # id(attrs) -> (attrs, revision sum, answer); the entry holds attrs, so its id is not reused
+        self._decided: dict[int, tuple[Attributes, int, tuple[Decision, str]]] = {}
+
+    def _revision(self) -> int:
+        total = 0
+        for revision in self._revisions:
+            total += revision.value
+        return total
 
     async def authorize(self, attrs: Attributes) -> tuple[Decision, str]:
+        if not self._cacheable:
+            return await self._decide(attrs)
+        revision = self._revision()
+        hit = self._decided.get(id(attrs))
+        if hit is not None and hit[0] is attrs and hit[1] == revision:
+            return hit[2]
+        decided = await self._decide(attrs)
+        if len(attrs.path) <= CACHE_MAX_PATH and self._revision() == revision:  # nothing changed meanwhile
+            if len(self._decided) >= CACHE_SIZE:
+                del self._decided[next(iter(self._decided))]
+            self._decided[id(attrs)] = (attrs, revision, decided)
+        return decided
+
+    async def _decide(self, attrs: Attributes) -> tuple[Decision, str]:
         reasons: list[str] = []
         for authorizer in self.authorizers:
             decision, reason = await authorizer.authorize(attrs)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from miniapi.authz.always import AlwaysAllow, AlwaysDeny
-from miniapi.authz.base import Attributes, Decision, NonResourceRule, ResourceRule
+from miniapi.authz.always import AlwaysAllow, AlwaysDeny, PrivilegedGroups
+from miniapi.authz.base import Attributes, Decision, NonResourceRule, ResourceRule, Revision
 from miniapi.authz.policy import ensure_default_policy
-from miniapi.authz.rbac import forbidden_message
+from miniapi.authz.rbac import ROLEBINDINGS, ROLES, forbidden_message
 from miniapi.authz.union import UnionAuthorizer, build_authorizer
 from miniapi.store.memory import MemoryStore
 from miniapi.user import UserInfo
@@ -96,3 +96,74 @@ async def test_always_rule_resolvers() -> None:
     assert everything.non_resource_rules == (NonResourceRule(("*",), ("*",)),)
     nothing = await AlwaysDeny().rules_for(ALICE, "")
     assert not nothing.resource_rules and not nothing.non_resource_rules
+
+
+class Versioned(Fixed):
+    """An authorizer whose answer depends on state it announces through a Revision."""
+
+    def __init__(self, decision: Decision, reason: str) -> None:
+        super().__init__(decision, reason)
+        self.revision = Revision()
+
+
+async def test_union_without_revisions_decides_every_request() -> None:
+    part = Fixed(Decision.ALLOW, "")
+    union, attrs = UnionAuthorizer([part]), req(ALICE, "get", "pods")
+    for _ in range(3):
+        assert await union.authorize(attrs) == (Decision.ALLOW, "")
+    assert part.calls == 3
+
+
+async def test_union_remembers_an_answer_until_a_revision_changes() -> None:
+    stateless, part = AlwaysDeny(), Versioned(Decision.ALLOW, "")
+    union, attrs = UnionAuthorizer([PrivilegedGroups(), part, stateless]), req(ALICE, "get", "pods")
+    for _ in range(3):
+        assert await union.authorize(attrs) == (Decision.ALLOW, "")
+    assert part.calls == 1
+    part.answer = (Decision.NO_OPINION, "changed")
+    part.revision.bump()  # what RBAC and Node do on an index change
+    assert await union.authorize(attrs) == (Decision.DENY, "")
+    assert part.calls == 2
+    assert await union.authorize(req(ALICE, "get", "pods")) == (Decision.DENY, "")  # another Attributes object
+    assert part.calls == 3
+
+
+async def test_rbac_and_node_changes_reach_the_next_request() -> None:
+    """Through the real indexes: the same Attributes object (a repeat request) is decided anew after a
+    RoleBinding or a pod's node binding changes, and a pod status update keeps the Node answer."""
+    async with MemoryStore() as store:
+        chain = build_authorizer(["Node", "RBAC"], store)
+        await chain.indexes.start()
+        try:
+            reader = req(ALICE, "get", "pods", ns="default")
+            assert (await chain.authorizer.authorize(reader))[0] is Decision.NO_OPINION
+            role = {"metadata": {"name": "r", "namespace": "default"},
+                    "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]}
+            binding = {"metadata": {"name": "b", "namespace": "default"},
+                       "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"},
+                       "subjects": [{"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"}]}
+            await store.create(ROLES, role)
+            await store.create(ROLEBINDINGS, binding)
+            await chain.indexes.synced()
+            assert (await chain.authorizer.authorize(reader))[0] is Decision.ALLOW
+            await store.delete(ROLEBINDINGS, "default", "b")
+            await chain.indexes.synced()
+            assert (await chain.authorizer.authorize(reader))[0] is Decision.NO_OPINION
+
+            node = user("system:node:n1", "system:nodes", "system:authenticated")
+            secret = req(node, "get", "secrets", ns="default", name="s")
+            assert (await chain.authorizer.authorize(secret))[0] is Decision.NO_OPINION
+            pod = await store.create("pods", {"metadata": {"name": "p", "namespace": "default"}, "spec": {
+                "nodeName": "n1", "volumes": [{"name": "v", "secret": {"secretName": "s"}}]}})
+            await chain.indexes.synced()
+            assert (await chain.authorizer.authorize(secret))[0] is Decision.ALLOW
+            revision = chain.indexes.node.revision.value if chain.indexes.node else -1
+            await store.update("pods", {**pod, "status": {"phase": "Running"}})
+            await chain.indexes.synced()
+            assert chain.indexes.node is not None and chain.indexes.node.revision.value == revision
+            assert (await chain.authorizer.authorize(secret))[0] is Decision.ALLOW
+            await store.delete("pods", "default", "p")
+            await chain.indexes.synced()
+            assert (await chain.authorizer.authorize(secret))[0] is Decision.NO_OPINION
+        finally:
+            await chain.indexes.stop()
