@@ -2,7 +2,7 @@
 against a bare aiohttp TLS handler measured in the same run.
 
     .venv/bin/python bench/authn_chain.py [--seconds 50] [--concurrency 16] [--rounds 3] [--only x509 ...]
-                                          [--client raw|aiohttp] [--pin]
+                                          [--client raw|aiohttp] [--pin] [--audit]
 
 ``--seconds`` is the measured time of all runs together (~60 s wall clock with setup by default).
 
@@ -12,7 +12,9 @@ when other work shares it):
 
 1. The chain: ``python -m miniapi`` in a subprocess, with the flags of tests/e2e/cluster.py
    (``--authorization-mode Node,RBAC``, token file, SA keys, bootstrap tokens; no audit file, the
-   real default).
+   real default: with no audit backend the real chain has no audit filters, nor has ours).
+   ``--audit`` adds ``--audit-log-path`` (a file in the run's temp directory): every request then
+   also writes its Event as a JSON line, which is what auditing costs.
 2. The baseline: this script with ``--serve-bare`` in a subprocess: the same TLS context
    (:func:`miniapi.tlsconfig.server_ssl_context`, client certificates requested), the same AppRunner
    settings, one catch-all handler answering the very bytes the chain answers for that path.
@@ -357,7 +359,7 @@ def start(args: list[str], log: Path, marker: str, pinned: bool) -> subprocess.P
     return proc
 
 
-def apiserver_args(root: Path, port: int) -> list[str]:
+def apiserver_args(root: Path, port: int, audit: bool = False) -> list[str]:
     p = root / "pki"
     return [sys.executable, "-m", "miniapi", "--secure-port", str(port), "--bind-address", "127.0.0.1",
             "--tls-cert-file", str(p / "apiserver.crt"), "--tls-private-key-file", str(p / "apiserver.key"),
@@ -365,7 +367,8 @@ def apiserver_args(root: Path, port: int) -> list[str]:
             "--service-account-signing-key-file", str(p / "sa.key"),
             "--service-account-key-file", str(p / "sa.pub"),
             "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
-            "--authorization-mode", "Node,RBAC", "--enable-bootstrap-token-auth"]
+            "--authorization-mode", "Node,RBAC", "--enable-bootstrap-token-auth",
+            *(["--audit-log-path", str(root / "audit.log")] if audit else [])]
 
 
 async def fetch_bodies(url: str, creds: list[Cred], pki: Path) -> dict[str, str]:
@@ -389,7 +392,7 @@ async def bench(opts: argparse.Namespace, root: Path) -> int:
     x509_pair = make_pki(root, chain_url)
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        chain = start(apiserver_args(root, chain_port), root / "apiserver.log", "serving on", opts.pin)
+        chain = start(apiserver_args(root, chain_port, opts.audit), root / "apiserver.log", "serving on", opts.pin)
         procs.append(chain)
         sa_token = await seed(chain_url, root, client_ctx(pki, None))
         alice = next(line.split(",")[0] for line in (root / "tokens.csv").read_text().splitlines()
@@ -460,6 +463,7 @@ def main() -> int:
     p.add_argument("--concurrency", type=int, default=16, help="connections = concurrent workers")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--pin", action="store_true", help="pin servers and client to different CPUs")
+    p.add_argument("--audit", action="store_true", help="the chain writes an audit log file (--audit-log-path)")
     p.add_argument("--client", choices=("raw", "aiohttp"), default="raw",
                    help="load generator: raw pre-encoded GETs on asyncio TLS connections (default), or the "
                         "aiohttp client (costlier per request than the bare server: it saturates first)")
