@@ -35,6 +35,8 @@ import asyncio
 import contextlib
 import functools
 import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -47,6 +49,8 @@ from miniapi.proxy import htmlrewrite, http1
 from miniapi.proxy.backend import Backend, BackendConnector, Connection, close_quietly
 from miniapi.proxy.errors import DialError, ProtocolError
 from miniapi.proxy.target import (
+    DROP_PLAIN,
+    HOP_BY_HOP,
     ProxyRequestError,
     backend_path,
     escape_path,
@@ -90,17 +94,19 @@ class ProxyHandlers:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         info: RequestInfo = request[INFO]
-        backend = await self.locate(info)
-        path = _backend_path(tuple(info.parts[3:]), request.path.endswith("/"))
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
+        backend = self.locator.kept(info.resource, info.namespace, info.name) or await self.locate(info)
+        url = _proxy_url(info.parts[3:], request.path)
         raw_query = request.raw_path.partition("?")[2]
-        if "Upgrade" in request.headers and is_upgrade(headers):
-            return await self.upgrade(request, backend, path, headers, raw_query)
-        if path == "" and request.method in ("GET", "HEAD"):
+        if "Upgrade" in request.headers:
+            headers = _str_fields(request.raw_headers)
+            if is_upgrade(headers):
+                return await self.upgrade(request, backend, url.path, headers, raw_query)
+        if url.path == "" and request.method in ("GET", "HEAD"):
             raise web.HTTPMovedPermanently(request.path + "/" + (f"?{raw_query}" if raw_query else ""))
-        return await self.forward(request, backend, path, headers, raw_query)
+        return await self.forward(request, backend, url, raw_query)
 
     async def locate(self, info: RequestInfo) -> Backend:
+        """The backend worked out from the store (when :meth:`Locator.kept` had none)."""
         kind = KINDS[info.resource]
         try:
             pid = split_scheme_name_port(info.name)
@@ -122,22 +128,18 @@ class ProxyHandlers:
             raise errors.ApiError(500, "", f"{prefix}: {exc.text}") from None
 
     # -- 2. plain requests ----------------------------------------------------------------------------
-    async def forward(self, request: web.Request, backend: Backend, path: str,
-                      headers: list[tuple[str, str]], raw_query: str) -> web.StreamResponse:
-        prepend, uri, escaped = _paths(request.path, path)
-        out = forward_request_headers(headers, request.remote or "", forwarded_uri=uri)
-        length = request.headers.get("Content-Length")
+    async def forward(self, request: web.Request, backend: Backend, url: _ProxyUrl, raw_query: str
+                      ) -> web.StreamResponse:
+        headers = request.headers
+        length = headers.get("Content-Length")
         chunked = length is None and request.body_exists
-        if length is not None:
-            out.append(("Content-Length", length))
-        elif chunked:
-            out.append(("Transfer-Encoding", "chunked"))
-        target = escaped + (f"?{raw_query}" if raw_query else "")
-        head = _request_head(request.method, target, request.headers.get("Host") or backend.host_port, out)
+        target = url.escaped + (f"?{raw_query}" if raw_query else "")
+        head = _plain_head(request.method, target, headers.get("Host") or backend.host_port, request.raw_headers,
+                           headers.getall("Connection", ()), request.remote or "", url.uri, length, chunked)
         for attempt in (1, 2):
             conn = await self._open(backend, "error trying to reach service", reuse=attempt == 1)
             try:
-                return await self._exchange(request, backend, conn, head, chunked, prepend)
+                return await self._exchange(request, backend, conn, head, chunked, url.prepend)
             except _StaleConnection:  # an idle connection the backend had closed: once more, fresh
                 if request.body_exists or attempt == 2:
                     raise errors.service_unavailable("error trying to reach service: EOF") from None
@@ -161,7 +163,8 @@ class ProxyHandlers:
                 text = exc.text if isinstance(exc, DialError) else f"read tcp {backend.host_port}: {exc}"
                 raise errors.service_unavailable(f"error trying to reach service: {text}") from None
             fields = self._response_fields(response, backend, request, prepend)
-            if request.method != "HEAD" and response.status not in (204, 304) and htmlrewrite.applies(fields):
+            if request.method != "HEAD" and response.status not in (204, 304) and \
+                    "html" in response.headers.get("Content-Type").lower() and htmlrewrite.applies(fields):
                 host = request.headers.get("Host", "")
 
                 def rewrite(url: str) -> str:
@@ -176,14 +179,16 @@ class ProxyHandlers:
                 clean = clean and pump.done()
                 pump.cancel()
                 await asyncio.gather(pump, return_exceptions=True)
-            if clean and "close" not in _tokens(response.headers.get("Connection")):
+            if clean and not ((named := response.headers.get("Connection")) and "close" in _tokens(named)):
                 self.connector.release(backend, conn)
             else:
                 await close_quietly(conn)
 
     def _response_fields(self, response: http1.Response, backend: Backend, request: web.Request,
                          prepend: str) -> list[tuple[str, str]]:
-        fields = forward_response_headers(response.headers.items)
+        fields = forward_response_headers(response.headers.items, response.headers.get_all("Connection"))
+        if not response.headers.get("Location"):
+            return fields
         for i, (name, value) in enumerate(fields):
             if name.lower() == "location":
                 fields[i] = (name, rewrite_location(value, backend.host_port, request.headers.get("Host", ""),
@@ -221,17 +226,84 @@ class _StaleConnection(Exception):
     """A pooled connection turned out closed before any response byte."""
 
 
-@functools.lru_cache(maxsize=1024)
-def _backend_path(parts: tuple[str, ...], trailing_slash: bool) -> str:
-    return backend_path(parts, trailing_slash)
+@dataclass(frozen=True)
+class _ProxyUrl:
+    """What the request path alone decides (rules 2 and 4 of target.py)."""
+
+    path: str  # the cleaned backend path, "" when nothing follows /proxy
+    prepend: str  # the proxy prefix: the request path minus the backend path
+    uri: str  # X-Forwarded-Uri
+    escaped: str  # the backend path as it goes on the wire
 
 
 @functools.lru_cache(maxsize=1024)
-def _paths(request_path: str, path: str) -> tuple[str, str, str]:
-    """The proxy prefix, X-Forwarded-Uri and the escaped backend path (pure, and the same for every
-    request to one URL, so kept)."""
+def _proxy_url(subpath: tuple[str, ...], request_path: str) -> _ProxyUrl:
+    """Pure, and the same for every request to one URL, so kept."""
+    path = backend_path(subpath, request_path.endswith("/"))
     prepend = path_prepend(request_path, path)
-    return prepend, forwarded_uri(prepend, path), escape_path(path or "/")
+    return _ProxyUrl(path, prepend, forwarded_uri(prepend, path), escape_path(path or "/"))
+
+
+def _str_fields(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
+
+
+_DROP_PLAIN_RAW = frozenset(name.encode() for name in DROP_PLAIN)
+
+
+def _plain_head(method: str, target: str, host: str, raw: Sequence[tuple[bytes, bytes]], connection: Sequence[str],
+                client_ip: str, uri: str, length: str | None, chunked: bool) -> bytes:
+    """A plain request's head for the backend, from the client's raw fields in one pass: the bytes
+    :func:`~miniapi.proxy.target.forward_request_headers` + :func:`~miniapi.proxy.http1.request` give
+    (``connection``: the client's Connection values). Anything those would refuse goes through them,
+    for their error."""
+    try:
+        head = _render_plain_head(method, target, host, raw, connection, client_ip, uri, length, chunked)
+    except UnicodeEncodeError:
+        head = None
+    if head is not None:
+        return head
+    out = forward_request_headers(_str_fields(raw), client_ip, forwarded_uri=uri)
+    if length is not None:
+        out.append(("Content-Length", length))
+    elif chunked:
+        out.append(("Transfer-Encoding", "chunked"))
+    return _request_head(method, target, host, out)  # raises its 400
+
+
+def _render_plain_head(method: str, target: str, host: str, raw: Sequence[tuple[bytes, bytes]],
+                       connection: Sequence[str], client_ip: str, uri: str, length: str | None, chunked: bool
+                       ) -> bytes | None:
+    """:func:`_plain_head`'s one pass; None when a part would split the head."""
+    drop = _DROP_PLAIN_RAW
+    named = {t.strip().lower() for v in connection for t in v.split(",") if t.strip()}
+    if not named <= HOP_BY_HOP:
+        drop = drop | {n.encode("utf-8", "surrogateescape") for n in named}
+    lines = [f"{method} {target} HTTP/1.1\r\nHost: {host}".encode("latin-1")]
+    prior = []
+    for name, value in raw:
+        low = name.lower()
+        if low not in drop:
+            lines.append(name + b": " + value)
+        elif low == b"x-forwarded-for":
+            prior.append(value)
+    if client_ip:
+        prior.append(client_ip.encode("latin-1"))
+    if prior and (forwarded_for := b", ".join(prior)):
+        lines.append(b"X-Forwarded-For: " + forwarded_for)
+    if uri:
+        lines.append(b"X-Forwarded-Uri: " + uri.encode("latin-1"))
+    if length is not None:
+        lines.append(b"Content-Length: " + length.encode("latin-1"))
+    elif chunked:
+        lines.append(b"Transfer-Encoding: chunked")
+    lines += (b"", b"")
+    head = b"\r\n".join(lines)
+    breaks = len(lines)  # the joins and the one after the request line
+    if head.count(b"\r") == breaks and head.count(b"\n") == breaks and b"\0" not in head and \
+            " " not in method and " " not in target and target.startswith("/"):
+        return head
+    return None
 
 
 def _tokens(value: str) -> set[str]:

@@ -31,7 +31,7 @@ import contextlib
 import logging
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from miniapi.proxy.address import join_host_port
 from miniapi.proxy.dialer import Dialer
@@ -56,6 +56,13 @@ class Backend:
     host: str
     port: int
     kubelet: ConnectionInfo | None = None  # set: the node's kubelet port, over the kubelet connection
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:  # the pool looks a backend up twice per request: hash it once
+        object.__setattr__(self, "_hash", hash((self.scheme, self.host, self.port, self.kubelet)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def host_port(self) -> str:

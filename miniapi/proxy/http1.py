@@ -104,6 +104,9 @@ class EndOfMessage:
     pass
 
 
+_END = EndOfMessage()
+
+
 @dataclass(frozen=True)
 class Switched:
     """After ``101 Switching Protocols``: bytes that followed the head belong to the new protocol."""
@@ -154,11 +157,32 @@ class ResponseParser:
             raise ProtocolError("net/http: server sent data after the end of the response")
         if self.state is State.SWITCHED:
             raise ProtocolError("the connection was switched to another protocol")
-        self._buf += data
         events: list[Event] = []
+        if self.state is State.HEAD and not self._buf and self._whole(data, events):
+            return events
+        self._buf += data
         while self._step(events):
             pass
         return events
+
+    def _whole(self, data: bytes, events: list[Event]) -> bool:
+        """The common small answer: a final head and its whole Content-Length body in one ``data``.
+        Same events as the general path, without copying the bytes through the buffer; False (nothing
+        consumed) for anything else."""
+        end = data.find(b"\r\n\r\n")
+        if end < 0 or self._method == "HEAD":
+            return False
+        response = parse_head(data[:end].decode("latin-1"))
+        status, headers = response.status, response.headers
+        if status < 200 or status in (204, 304) or headers.get("Transfer-Encoding"):
+            return False
+        length = headers.get_all("Content-Length")
+        body = data[end + 4:]
+        if len(length) != 1 or not _is_digits(length[0]) or int(length[0]) != len(body) or not body:
+            return False
+        events += (response, Data(body), _END)
+        self.state = State.DONE
+        return True
 
     def feed_eof(self) -> list[Event]:
         """The peer closed: the end of a close-delimited body, or an error anywhere else."""
@@ -225,7 +249,7 @@ class ResponseParser:
         if not lengths:
             self.state = State.BODY_CLOSE
             return
-        if len(lengths) > 1 or not next(iter(lengths)).isdigit():
+        if len(lengths) > 1 or not _is_digits(next(iter(lengths))):
             raise ProtocolError(f'net/http: HTTP/1.x transport connection broken: bad Content-Length '
                                 f'"{h.get("Content-Length")}"')
         self._remaining = int(next(iter(lengths)))
@@ -298,6 +322,11 @@ class ResponseParser:
         events.append(EndOfMessage())
         if self._buf:
             raise ProtocolError("net/http: server sent data after the end of the response")
+
+
+def _is_digits(text: str) -> bool:
+    """ASCII digits only (``"²".isdigit()`` is true, and int() refuses it)."""
+    return text.isascii() and text.isdigit()
 
 
 def parse_head(head: str) -> Response:
