@@ -149,19 +149,26 @@ class ProxyHandlers:
                         chunked: bool, prepend: str) -> web.StreamResponse:
         """One request/response on ``conn``; the connection goes back to the pool if it ended cleanly."""
         pump: asyncio.Task[None] | None = None
-        clean = False
+        clean, keep_alive = False, True
         try:
             conn.writer.write(head)
             if request.body_exists:
                 pump = asyncio.create_task(_pump_body(request, conn, chunked))
             parser = http1.ResponseParser(method=request.method)
             try:
-                response, pending = await _read_head(conn.reader, parser)
+                pending: list[http1.Event] = []
+                while not pending:  # the first event is the response's head (1xx heads give none)
+                    data = await conn.reader.read(CHUNK)
+                    pending = parser.feed(data) if data else parser.feed_eof()
             except (DialError, OSError) as exc:
                 if conn.reused and (isinstance(exc, OSError) or exc.text == "EOF"):
                     raise _StaleConnection() from None
                 text = exc.text if isinstance(exc, DialError) else f"read tcp {backend.host_port}: {exc}"
                 raise errors.service_unavailable(f"error trying to reach service: {text}") from None
+            response = pending.pop(0)
+            assert isinstance(response, http1.Response)
+            if (named := response.headers.get("Connection")) and "close" in _tokens(named):
+                keep_alive = False
             fields = self._response_fields(response, backend, request, prepend)
             if request.method != "HEAD" and response.status not in (204, 304) and \
                     "html" in response.headers.get("Content-Type").lower() and htmlrewrite.applies(fields):
@@ -171,6 +178,8 @@ class ProxyHandlers:
                     return rewrite_location(url, backend.host_port, host, prepend)
 
                 reply, clean = await _rewritten_page(request, response, fields, conn, parser, pending, rewrite)
+            elif (whole := _whole(request, response, fields, pending)) is not None:
+                reply, clean = whole, True
             else:
                 reply, clean = await _stream_body(request, response, fields, conn, parser, pending)
             return reply
@@ -179,7 +188,7 @@ class ProxyHandlers:
                 clean = clean and pump.done()
                 pump.cancel()
                 await asyncio.gather(pump, return_exceptions=True)
-            if clean and not ((named := response.headers.get("Connection")) and "close" in _tokens(named)):
+            if clean and keep_alive:
                 self.connector.release(backend, conn)
             else:
                 await close_quietly(conn)
@@ -338,18 +347,27 @@ async def _pump_body(request: web.Request, conn: Connection, chunked: bool) -> N
             await conn.writer.drain()
 
 
+def _whole(request: web.Request, response: http1.Response, fields: list[tuple[str, str]],
+           pending: list[http1.Event]) -> web.Response | None:
+    """A response that arrived whole with its head (the common small one), as one Response: one write
+    to the client. None: stream it."""
+    if not pending or not isinstance(pending[-1], http1.EndOfMessage) or request.method == "HEAD" or \
+            response.status in (204, 304):
+        return None
+    if len(pending) == 2 and isinstance(data := pending[0], http1.Data):
+        body = data.data
+    else:
+        body = b"".join([e.data for e in pending if isinstance(e, http1.Data)])
+    return web.Response(status=response.status, reason=response.reason or None, body=body,
+                        headers=[f for f in fields if f[0].lower() != "content-length"])
+
+
 async def _stream_body(request: web.Request, response: http1.Response, fields: list[tuple[str, str]],
                        conn: Connection, parser: http1.ResponseParser, pending: list[http1.Event]
                        ) -> tuple[web.StreamResponse, bool]:
-    """Head now, then each body chunk as the backend sends it; True when the body ended cleanly.
-
-    A response that arrived whole with its head (the common small one) goes out in one write."""
+    """Head now, then each body chunk as the backend sends it; True when the body ended cleanly."""
     status, reason = response.status, response.reason or None
-    if pending and isinstance(pending[-1], http1.EndOfMessage) and request.method != "HEAD" and \
-            status not in (204, 304):
-        body = b"".join([e.data for e in pending if isinstance(e, http1.Data)])
-        whole = web.Response(status=status, reason=reason, body=body,
-                             headers=CIMultiDict([f for f in fields if f[0].lower() != "content-length"]))
+    if (whole := _whole(request, response, fields, pending)) is not None:
         return whole, True
     reply = web.StreamResponse(status=status, reason=reason, headers=CIMultiDict(fields))
     await reply.prepare(request)

@@ -33,6 +33,7 @@ Errors are :class:`~miniapi.proxy.errors.ProtocolError` carrying Go's net/http w
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 
 from miniapi.proxy.errors import ProtocolError
@@ -172,7 +173,7 @@ class ResponseParser:
         end = data.find(b"\r\n\r\n")
         if end < 0 or self._method == "HEAD":
             return False
-        response = parse_head(data[:end].decode("latin-1"))
+        response = parse_head_bytes(data[:end])
         status, headers = response.status, response.headers
         if status < 200 or status in (204, 304) or headers.get("Transfer-Encoding"):
             return False
@@ -219,9 +220,9 @@ class ResponseParser:
             if len(self._buf) > MAX_HEAD_BYTES:
                 raise ProtocolError(f"net/http: server response headers exceeded {MAX_HEAD_BYTES} bytes; aborted")
             return False
-        head = bytes(self._buf[:end]).decode("latin-1")
+        head = bytes(self._buf[:end])
         del self._buf[:end + 4]
-        response = parse_head(head)
+        response = parse_head_bytes(head)
         if 100 <= response.status < 200 and response.status != 101:
             return True  # 100 Continue and friends: the real response follows
         events.append(response)
@@ -329,6 +330,24 @@ def _is_digits(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
+def parse_head_bytes(head: bytes) -> Response:
+    """:func:`parse_head` of the wire bytes (latin-1). Pure, and a backend answers with the same head
+    again and again (until its Date changes), so the answers for heads up to :data:`KEPT_HEAD_BYTES`
+    are kept (:data:`KEPT_HEADS` of them, least recently used dropped): the objects are immutable."""
+    if len(head) <= KEPT_HEAD_BYTES:
+        return _kept_head(head)
+    return parse_head(head.decode("latin-1"))
+
+
+@functools.lru_cache(maxsize=256)
+def _kept_head(head: bytes) -> Response:
+    return parse_head(head.decode("latin-1"))
+
+
+KEPT_HEADS = _kept_head.cache_info().maxsize
+KEPT_HEAD_BYTES = 4096
+
+
 def parse_head(head: str) -> Response:
     """``HTTP/1.1 200 OK`` + header lines -> Response (Go's ReadResponse checks and messages)."""
     status_line, *lines = head.split("\r\n")
@@ -337,7 +356,7 @@ def parse_head(head: str) -> Response:
     if not proto.startswith("HTTP/1.") or not rest:
         raise ProtocolError(f'net/http: HTTP/1.x transport connection broken: malformed HTTP response '
                             f'"{status_line}"')
-    if len(code_text) != 3 or not code_text.isdigit():
+    if len(code_text) != 3 or not _is_digits(code_text):
         raise ProtocolError(f'net/http: HTTP/1.x transport connection broken: malformed HTTP status code '
                             f'"{code_text}"')
     items = []
