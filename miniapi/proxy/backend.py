@@ -112,7 +112,7 @@ class BackendConnector:
 
     async def open(self, backend: Backend, *, reuse: bool = True) -> Connection:
         """A connection ready for HTTP/1.1 bytes (an idle one if ``reuse``); raises DialError with Go's wording."""
-        if reuse and (idle := self._take(backend)) is not None:
+        if reuse and (idle := self.take(backend)) is not None:
             return idle
         if backend.kubelet is not None:
             conn = await self.kubelet.connect(backend.kubelet)
@@ -140,8 +140,9 @@ class BackendConnector:
             return
         idle.append((conn, time.monotonic()))
 
-    def _take(self, backend: Backend) -> Connection | None:
-        idle = self._idle.get(backend) or []
+    def take(self, backend: Backend) -> Connection | None:
+        """An idle connection to ``backend`` that is still usable, or None."""
+        idle = self._idle.get(backend)
         while idle:
             conn, since = idle.pop()
             if conn.usable() and time.monotonic() - since < IDLE_TIMEOUT:
