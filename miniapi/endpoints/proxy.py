@@ -46,7 +46,7 @@ from miniapi import errors
 from miniapi.endpoints.proxylocation import Locator
 from miniapi.filters.keys import INFO
 from miniapi.proxy import htmlrewrite, http1
-from miniapi.proxy.backend import Backend, BackendConnector, Connection, close_quietly
+from miniapi.proxy.backend import Backend, BackendConnector, Connection, Reader, close_quietly
 from miniapi.proxy.errors import DialError, ProtocolError
 from miniapi.proxy.target import (
     DROP_PLAIN,
@@ -327,7 +327,7 @@ def _request_head(method: str, target: str, host: str, headers: list[tuple[str, 
         raise errors.bad_request(str(exc)) from None
 
 
-async def _read_head(reader: asyncio.StreamReader, parser: http1.ResponseParser
+async def _read_head(reader: Reader, parser: http1.ResponseParser
                      ) -> tuple[http1.Response, list[http1.Event]]:
     while True:
         data = await reader.read(CHUNK)
