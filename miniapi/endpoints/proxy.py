@@ -169,16 +169,18 @@ class ProxyHandlers:
             assert isinstance(response, http1.Response)
             if (named := response.headers.get("Connection")) and "close" in _tokens(named):
                 keep_alive = False
-            fields = self._response_fields(response, backend, request, prepend)
-            if request.method != "HEAD" and response.status not in (204, 304) and \
-                    "html" in response.headers.get("Content-Type").lower() and htmlrewrite.applies(fields):
+            view = _client_view(response.headers)
+            location = response.headers.get("Location")
+            fields = self._response_fields(view, location, backend, request, prepend)
+            if request.method != "HEAD" and response.status not in (204, 304) and view.html:
                 host = request.headers.get("Host", "")
 
                 def rewrite(url: str) -> str:
                     return rewrite_location(url, backend.host_port, host, prepend)
 
                 reply, clean = await _rewritten_page(request, response, fields, conn, parser, pending, rewrite)
-            elif (whole := _whole(request, response, fields, pending)) is not None:
+            elif (whole := _whole(request, response, None if location else view.without_length, fields,
+                                  pending)) is not None:
                 reply, clean = whole, True
             else:
                 reply, clean = await _stream_body(request, response, fields, conn, parser, pending)
@@ -193,10 +195,10 @@ class ProxyHandlers:
             else:
                 await close_quietly(conn)
 
-    def _response_fields(self, response: http1.Response, backend: Backend, request: web.Request,
+    def _response_fields(self, view: _ClientView, location: str, backend: Backend, request: web.Request,
                          prepend: str) -> list[tuple[str, str]]:
-        fields = forward_response_headers(response.headers.items, response.headers.get_all("Connection"))
-        if not response.headers.get("Location"):
+        fields = list(view.fields)
+        if not location:
             return fields
         for i, (name, value) in enumerate(fields):
             if name.lower() == "location":
@@ -348,10 +350,27 @@ async def _pump_body(request: web.Request, conn: Connection, chunked: bool) -> N
             await conn.writer.drain()
 
 
-def _whole(request: web.Request, response: http1.Response, fields: list[tuple[str, str]],
-           pending: list[http1.Event]) -> web.Response | None:
+@dataclass(frozen=True)
+class _ClientView:
+    """What the client gets of a backend response's head (rule 4 of target.py), worked out once per
+    distinct head (heads are kept, :func:`~miniapi.proxy.http1.parse_head_bytes`)."""
+
+    fields: tuple[tuple[str, str], ...]  # no hop-by-hop, no CORS (a Location is rewritten per request)
+    without_length: tuple[tuple[str, str], ...]  # the same without Content-Length, for a whole answer
+    html: bool  # a page whose links are rewritten (htmlrewrite.applies)
+
+
+@functools.lru_cache(maxsize=256)
+def _client_view(headers: http1.Headers) -> _ClientView:
+    fields = tuple(forward_response_headers(headers.items, headers.get_all("Connection")))
+    html = "html" in headers.get("Content-Type").lower() and htmlrewrite.applies(fields)
+    return _ClientView(fields, tuple(f for f in fields if f[0].lower() != "content-length"), html)
+
+
+def _whole(request: web.Request, response: http1.Response, without_length: Sequence[tuple[str, str]] | None,
+           fields: list[tuple[str, str]], pending: list[http1.Event]) -> web.Response | None:
     """A response that arrived whole with its head (the common small one), as one Response: one write
-    to the client. None: stream it."""
+    to the client (``without_length``: ``fields`` without Content-Length, when at hand). None: stream it."""
     if not pending or not isinstance(pending[-1], http1.EndOfMessage) or request.method == "HEAD" or \
             response.status in (204, 304):
         return None
@@ -359,8 +378,9 @@ def _whole(request: web.Request, response: http1.Response, fields: list[tuple[st
         body = data.data
     else:
         body = b"".join([e.data for e in pending if isinstance(e, http1.Data)])
-    return web.Response(status=response.status, reason=response.reason or None, body=body,
-                        headers=[f for f in fields if f[0].lower() != "content-length"])
+    if without_length is None:
+        without_length = [f for f in fields if f[0].lower() != "content-length"]
+    return web.Response(status=response.status, reason=response.reason or None, body=body, headers=without_length)
 
 
 async def _stream_body(request: web.Request, response: http1.Response, fields: list[tuple[str, str]],
@@ -368,7 +388,7 @@ async def _stream_body(request: web.Request, response: http1.Response, fields: l
                        ) -> tuple[web.StreamResponse, bool]:
     """Head now, then each body chunk as the backend sends it; True when the body ended cleanly."""
     status, reason = response.status, response.reason or None
-    if (whole := _whole(request, response, fields, pending)) is not None:
+    if (whole := _whole(request, response, None, fields, pending)) is not None:
         return whole, True
     reply = web.StreamResponse(status=status, reason=reason, headers=CIMultiDict(fields))
     await reply.prepare(request)

@@ -60,11 +60,12 @@ class Headers:
     """Header fields in arrival order; lookups are case-insensitive, through an index by lower-case
     name built once (a proxied response is looked up several times). Treat as immutable."""
 
-    __slots__ = ("_index", "items")
+    __slots__ = ("_hash", "_index", "items")
 
     def __init__(self, items: tuple[tuple[str, str], ...] = (),
                  index: dict[str, list[str]] | None = None) -> None:
         self.items = items
+        self._hash = hash(items)  # a kept head's Headers are looked up by value (hash once)
         if index is None:
             index = {}
             for k, v in items:
@@ -75,7 +76,7 @@ class Headers:
         return isinstance(other, Headers) and other.items == self.items
 
     def __hash__(self) -> int:
-        return hash(self.items)
+        return self._hash
 
     def __repr__(self) -> str:
         return f"Headers(items={self.items!r})"
@@ -93,6 +94,15 @@ class Response:
     status: int
     reason: str
     headers: Headers
+
+    @functools.cached_property
+    def fixed_length(self) -> int | None:
+        """The body's length when one valid Content-Length frames it (no Transfer-Encoding, not a
+        1xx/204/304 answer); None otherwise. Worked out once per (kept) head."""
+        if self.status < 200 or self.status in (204, 304) or self.headers.get("Transfer-Encoding"):
+            return None
+        length = self.headers.get_all("Content-Length")
+        return int(length[0]) if len(length) == 1 and _is_digits(length[0]) else None
 
 
 @dataclass(frozen=True)
@@ -174,12 +184,8 @@ class ResponseParser:
         if end < 0 or self._method == "HEAD":
             return False
         response = parse_head_bytes(data[:end])
-        status, headers = response.status, response.headers
-        if status < 200 or status in (204, 304) or headers.get("Transfer-Encoding"):
-            return False
-        length = headers.get_all("Content-Length")
         body = data[end + 4:]
-        if len(length) != 1 or not _is_digits(length[0]) or int(length[0]) != len(body) or not body:
+        if not body or response.fixed_length != len(body):
             return False
         events += (response, Data(body), _END)
         self.state = State.DONE
