@@ -35,7 +35,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -45,12 +45,10 @@ from multidict import CIMultiDict
 from miniapi import errors
 from miniapi.endpoints.proxylocation import Locator
 from miniapi.filters.keys import INFO
-from miniapi.proxy import htmlrewrite, http1
+from miniapi.proxy import forwarding, htmlrewrite, http1
 from miniapi.proxy.backend import Backend, BackendConnector, Connection, Reader, close_quietly
 from miniapi.proxy.errors import DialError, ProtocolError
 from miniapi.proxy.target import (
-    DROP_PLAIN,
-    HOP_BY_HOP,
     ProxyRequestError,
     backend_path,
     escape_path,
@@ -98,7 +96,7 @@ class ProxyHandlers:
         url = _proxy_url(info.parts[3:], request.path)
         raw_query = request.raw_path.partition("?")[2]
         if "Upgrade" in request.headers:
-            fields = _str_fields(request.raw_headers)
+            fields = forwarding.str_fields(request.raw_headers)
             if is_upgrade(fields):
                 return await self.upgrade(request, backend, url.path, fields, raw_query)
         if url.path == "" and request.method in ("GET", "HEAD"):
@@ -108,8 +106,9 @@ class ProxyHandlers:
         length = headers.get("Content-Length")
         chunked = length is None and request.body_exists
         target = url.escaped + (f"?{raw_query}" if raw_query else "")
-        head = _plain_head(request.method, target, headers.get("Host") or backend.host_port, request.raw_headers,
-                           headers.getall("Connection", ()), request.remote or "", url.uri, length, chunked)
+        head = forwarding.plain_head(request.method, target, headers.get("Host") or backend.host_port,
+                                     request.raw_headers, headers.getall("Connection", ()), request.remote or "",
+                                     url.uri, length, chunked)
         for attempt in (1, 2):
             conn = self.connector.take(backend) if attempt == 1 else None
             if conn is None:
@@ -169,7 +168,7 @@ class ProxyHandlers:
             assert isinstance(response, http1.Response)
             if (named := response.headers.get("Connection")) and "close" in _tokens(named):
                 keep_alive = False
-            view = _client_view(response.headers)
+            view = forwarding.client_view(response.headers)
             location = response.headers.get("Location")
             fields = self._response_fields(view, location, backend, request, prepend)
             if request.method != "HEAD" and response.status not in (204, 304) and view.html:
@@ -195,7 +194,7 @@ class ProxyHandlers:
             else:
                 await close_quietly(conn)
 
-    def _response_fields(self, view: _ClientView, location: str, backend: Backend, request: web.Request,
+    def _response_fields(self, view: forwarding.ClientView, location: str, backend: Backend, request: web.Request,
                          prepend: str) -> list[tuple[str, str]]:
         fields = list(view.fields)
         if not location:
@@ -211,7 +210,7 @@ class ProxyHandlers:
                       headers: list[tuple[str, str]], raw_query: str) -> web.StreamResponse:
         out = forward_request_headers(headers, request.remote or "", upgrade=True)
         target = escape_path(path or "/") + (f"?{raw_query}" if raw_query else "")
-        head = _request_head(request.method, target, request.headers.get("Host") or backend.host_port, out)
+        head = forwarding.request_head(request.method, target, request.headers.get("Host") or backend.host_port, out)
         conn = await self._open(backend, "error dialing backend")
         try:
             conn.writer.write(head)
@@ -255,78 +254,8 @@ def _proxy_url(subpath: tuple[str, ...], request_path: str) -> _ProxyUrl:
     return _ProxyUrl(path, prepend, forwarded_uri(prepend, path), escape_path(path or "/"))
 
 
-def _str_fields(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
-    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
-
-
-_DROP_PLAIN_RAW = frozenset(name.encode() for name in DROP_PLAIN)
-
-
-def _plain_head(method: str, target: str, host: str, raw: Sequence[tuple[bytes, bytes]], connection: Sequence[str],
-                client_ip: str, uri: str, length: str | None, chunked: bool) -> bytes:
-    """A plain request's head for the backend, from the client's raw fields in one pass: the bytes
-    :func:`~miniapi.proxy.target.forward_request_headers` + :func:`~miniapi.proxy.http1.request` give
-    (``connection``: the client's Connection values). Anything those would refuse goes through them,
-    for their error."""
-    try:
-        head = _render_plain_head(method, target, host, raw, connection, client_ip, uri, length, chunked)
-    except UnicodeEncodeError:
-        head = None
-    if head is not None:
-        return head
-    out = forward_request_headers(_str_fields(raw), client_ip, forwarded_uri=uri)
-    if length is not None:
-        out.append(("Content-Length", length))
-    elif chunked:
-        out.append(("Transfer-Encoding", "chunked"))
-    return _request_head(method, target, host, out)  # raises its 400
-
-
-def _render_plain_head(method: str, target: str, host: str, raw: Sequence[tuple[bytes, bytes]],
-                       connection: Sequence[str], client_ip: str, uri: str, length: str | None, chunked: bool
-                       ) -> bytes | None:
-    """:func:`_plain_head`'s one pass; None when a part would split the head."""
-    drop = _DROP_PLAIN_RAW
-    if connection:
-        named = {t.strip().lower() for v in connection for t in v.split(",") if t.strip()}
-        if not named <= HOP_BY_HOP:
-            drop = drop | {n.encode("utf-8", "surrogateescape") for n in named}
-    lines = [f"{method} {target} HTTP/1.1\r\nHost: {host}".encode("latin-1")]
-    prior = []
-    for name, value in raw:
-        low = name.lower()
-        if low not in drop:
-            lines.append(name + b": " + value)
-        elif low == b"x-forwarded-for":
-            prior.append(value)
-    if client_ip:
-        prior.append(client_ip.encode("latin-1"))
-    if prior and (forwarded_for := b", ".join(prior)):
-        lines.append(b"X-Forwarded-For: " + forwarded_for)
-    if uri:
-        lines.append(b"X-Forwarded-Uri: " + uri.encode("latin-1"))
-    if length is not None:
-        lines.append(b"Content-Length: " + length.encode("latin-1"))
-    elif chunked:
-        lines.append(b"Transfer-Encoding: chunked")
-    lines += (b"", b"")
-    head = b"\r\n".join(lines)
-    breaks = len(lines)  # the joins and the one after the request line
-    if head.count(b"\r") == breaks and head.count(b"\n") == breaks and b"\0" not in head and \
-            " " not in method and " " not in target and target.startswith("/"):
-        return head
-    return None
-
-
 def _tokens(value: str) -> set[str]:
     return {t.strip().lower() for t in value.split(",") if t.strip()}
-
-
-def _request_head(method: str, target: str, host: str, headers: list[tuple[str, str]]) -> bytes:
-    try:
-        return http1.request(method, target, host, tuple(headers), user_agent=None)
-    except ValueError as exc:
-        raise errors.bad_request(str(exc)) from None
 
 
 async def _read_head(reader: Reader, parser: http1.ResponseParser
@@ -348,23 +277,6 @@ async def _pump_body(request: web.Request, conn: Connection, chunked: bool) -> N
         if chunked:
             conn.writer.write(http1.LAST_CHUNK)
             await conn.writer.drain()
-
-
-@dataclass(frozen=True)
-class _ClientView:
-    """What the client gets of a backend response's head (rule 4 of target.py), worked out once per
-    distinct head (heads are kept, :func:`~miniapi.proxy.http1.parse_head_bytes`)."""
-
-    fields: tuple[tuple[str, str], ...]  # no hop-by-hop, no CORS (a Location is rewritten per request)
-    without_length: tuple[tuple[str, str], ...]  # the same without Content-Length, for a whole answer
-    html: bool  # a page whose links are rewritten (htmlrewrite.applies)
-
-
-@functools.lru_cache(maxsize=256)
-def _client_view(headers: http1.Headers) -> _ClientView:
-    fields = tuple(forward_response_headers(headers.items, headers.get_all("Connection")))
-    html = "html" in headers.get("Content-Type").lower() and htmlrewrite.applies(fields)
-    return _ClientView(fields, tuple(f for f in fields if f[0].lower() != "content-length"), html)
 
 
 def _whole(request: web.Request, response: http1.Response, without_length: Sequence[tuple[str, str]] | None,

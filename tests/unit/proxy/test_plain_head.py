@@ -1,5 +1,5 @@
 """The plain proxied request's head, rendered in one pass from the client's raw fields
-(:func:`miniapi.endpoints.proxy._plain_head`), against the rules it stands for: what
+(:func:`miniapi.proxy.forwarding.plain_head`), against the rules it stands for: what
 :func:`~miniapi.proxy.target.forward_request_headers` keeps, rendered by :func:`~miniapi.proxy.http1.request`."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from miniapi import errors
-from miniapi.endpoints.proxy import _plain_head
 from miniapi.proxy import http1
+from miniapi.proxy.forwarding import plain_head
 from miniapi.proxy.target import forward_request_headers
 
 NAMES = ["Accept", "User-Agent", "Authorization", "Proxy-Authorization", "Cookie", "X-Forwarded-For",
@@ -41,7 +41,7 @@ def test_one_pass_head_is_the_rules_head(fields: list[tuple[str, str]], client_i
                                          length: str | None, chunked: bool) -> None:
     raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in fields]
     args = ("GET", "/x?y=1", "127.0.0.1:6443", raw)
-    got = _plain_head(*args, connection_values(raw), client_ip, uri, length, chunked)
+    got = plain_head(*args, connection_values(raw), client_ip, uri, length, chunked)
     assert got == reference(*args, client_ip, uri, length, chunked)
     assert b"authorization" not in got.lower().replace(b"proxy-authorization", b"")
 
@@ -54,5 +54,5 @@ def test_one_pass_head_is_the_rules_head(fields: list[tuple[str, str]], client_i
 ], ids=["space-in-target", "crlf-in-value", "nul-in-value", "relative-target"])
 def test_what_would_split_the_head_is_a_400(target: str, raw: list[tuple[bytes, bytes]]) -> None:
     with pytest.raises(errors.ApiError) as caught:
-        _plain_head("GET", target, "h:1", raw, [], "127.0.0.1", "", None, False)
+        plain_head("GET", target, "h:1", raw, [], "127.0.0.1", "", None, False)
     assert caught.value.code == 400
