@@ -35,6 +35,8 @@ import asyncio
 import contextlib
 import functools
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -43,8 +45,8 @@ from multidict import CIMultiDict
 from miniapi import errors
 from miniapi.endpoints.proxylocation import Locator
 from miniapi.filters.keys import INFO
-from miniapi.proxy import htmlrewrite, http1
-from miniapi.proxy.backend import Backend, BackendConnector, Connection, close_quietly
+from miniapi.proxy import forwarding, htmlrewrite, http1
+from miniapi.proxy.backend import Backend, BackendConnector, Connection, Reader, close_quietly
 from miniapi.proxy.errors import DialError, ProtocolError
 from miniapi.proxy.target import (
     ProxyRequestError,
@@ -90,17 +92,36 @@ class ProxyHandlers:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         info: RequestInfo = request[INFO]
-        backend = await self.locate(info)
-        path = _backend_path(tuple(info.parts[3:]), request.path.endswith("/"))
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
+        backend = self.locator.kept(info.resource, info.namespace, info.name) or await self.locate(info)
+        url = _proxy_url(info.parts[3:], request.path)
         raw_query = request.raw_path.partition("?")[2]
-        if "Upgrade" in request.headers and is_upgrade(headers):
-            return await self.upgrade(request, backend, path, headers, raw_query)
-        if path == "" and request.method in ("GET", "HEAD"):
+        if "Upgrade" in request.headers:
+            fields = forwarding.str_fields(request.raw_headers)
+            if is_upgrade(fields):
+                return await self.upgrade(request, backend, url.path, fields, raw_query)
+        if url.path == "" and request.method in ("GET", "HEAD"):
             raise web.HTTPMovedPermanently(request.path + "/" + (f"?{raw_query}" if raw_query else ""))
-        return await self.forward(request, backend, path, headers, raw_query)
+        # -- 2. plain requests (here rather than in a method of their own: one coroutine less per request)
+        headers = request.headers
+        length = headers.get("Content-Length")
+        chunked = length is None and request.body_exists
+        target = url.escaped + (f"?{raw_query}" if raw_query else "")
+        head = forwarding.plain_head(request.method, target, headers.get("Host") or backend.host_port,
+                                     request.raw_headers, headers.getall("Connection", ()), request.remote or "",
+                                     url.uri, length, chunked)
+        for attempt in (1, 2):
+            conn = self.connector.take(backend) if attempt == 1 else None
+            if conn is None:
+                conn = await self._open(backend, "error trying to reach service")
+            try:
+                return await self._exchange(request, backend, conn, head, chunked, url.prepend)
+            except _StaleConnection:  # an idle connection the backend had closed: once more, fresh
+                if request.body_exists or attempt == 2:
+                    raise errors.service_unavailable("error trying to reach service: EOF") from None
+        raise AssertionError("unreachable")
 
     async def locate(self, info: RequestInfo) -> Backend:
+        """The backend worked out from the store (when :meth:`Locator.kept` had none)."""
         kind = KINDS[info.resource]
         try:
             pid = split_scheme_name_port(info.name)
@@ -112,62 +133,54 @@ class ProxyHandlers:
             return await self.locator.service(info.namespace, pid, info.name)
         return await self.locator.node(pid, info.name)
 
-    async def _open(self, backend: Backend, prefix: str, *, reuse: bool = True) -> Connection:
+    async def _open(self, backend: Backend, prefix: str) -> Connection:
+        """A new connection (plain requests take an idle one first, :meth:`BackendConnector.take`)."""
         try:
-            return await self.connector.open(backend, reuse=reuse)
+            return await self.connector.open(backend, reuse=False)
         except DialError as exc:
             log.info("proxy backend unreachable target=%s: %s", backend.url, exc.text)
             if prefix == "error trying to reach service":
                 raise errors.service_unavailable(f"{prefix}: {exc.text}") from None
             raise errors.ApiError(500, "", f"{prefix}: {exc.text}") from None
 
-    # -- 2. plain requests ----------------------------------------------------------------------------
-    async def forward(self, request: web.Request, backend: Backend, path: str,
-                      headers: list[tuple[str, str]], raw_query: str) -> web.StreamResponse:
-        prepend, uri, escaped = _paths(request.path, path)
-        out = forward_request_headers(headers, request.remote or "", forwarded_uri=uri)
-        length = request.headers.get("Content-Length")
-        chunked = length is None and request.body_exists
-        if length is not None:
-            out.append(("Content-Length", length))
-        elif chunked:
-            out.append(("Transfer-Encoding", "chunked"))
-        target = escaped + (f"?{raw_query}" if raw_query else "")
-        head = _request_head(request.method, target, request.headers.get("Host") or backend.host_port, out)
-        for attempt in (1, 2):
-            conn = await self._open(backend, "error trying to reach service", reuse=attempt == 1)
-            try:
-                return await self._exchange(request, backend, conn, head, chunked, prepend)
-            except _StaleConnection:  # an idle connection the backend had closed: once more, fresh
-                if request.body_exists or attempt == 2:
-                    raise errors.service_unavailable("error trying to reach service: EOF") from None
-        raise AssertionError("unreachable")
-
+    # -- 2. plain requests (the exchange; :meth:`handle` renders the head) ---------------------------
     async def _exchange(self, request: web.Request, backend: Backend, conn: Connection, head: bytes,
                         chunked: bool, prepend: str) -> web.StreamResponse:
         """One request/response on ``conn``; the connection goes back to the pool if it ended cleanly."""
         pump: asyncio.Task[None] | None = None
-        clean = False
+        clean, keep_alive = False, True
         try:
             conn.writer.write(head)
             if request.body_exists:
                 pump = asyncio.create_task(_pump_body(request, conn, chunked))
             parser = http1.ResponseParser(method=request.method)
             try:
-                response, pending = await _read_head(conn.reader, parser)
+                pending: list[http1.Event] = []
+                while not pending:  # the first event is the response's head (1xx heads give none)
+                    data = await conn.reader.read(CHUNK)
+                    pending = parser.feed(data) if data else parser.feed_eof()
             except (DialError, OSError) as exc:
                 if conn.reused and (isinstance(exc, OSError) or exc.text == "EOF"):
                     raise _StaleConnection() from None
                 text = exc.text if isinstance(exc, DialError) else f"read tcp {backend.host_port}: {exc}"
                 raise errors.service_unavailable(f"error trying to reach service: {text}") from None
-            fields = self._response_fields(response, backend, request, prepend)
-            if request.method != "HEAD" and response.status not in (204, 304) and htmlrewrite.applies(fields):
+            response = pending.pop(0)
+            assert isinstance(response, http1.Response)
+            if (named := response.headers.get("Connection")) and "close" in _tokens(named):
+                keep_alive = False
+            view = forwarding.client_view(response.headers)
+            location = response.headers.get("Location")
+            fields = self._response_fields(view, location, backend, request, prepend)
+            if request.method != "HEAD" and response.status not in (204, 304) and view.html:
                 host = request.headers.get("Host", "")
 
                 def rewrite(url: str) -> str:
                     return rewrite_location(url, backend.host_port, host, prepend)
 
                 reply, clean = await _rewritten_page(request, response, fields, conn, parser, pending, rewrite)
+            elif (whole := _whole(request, response, None if location else view.without_length, fields,
+                                  pending)) is not None:
+                reply, clean = whole, True
             else:
                 reply, clean = await _stream_body(request, response, fields, conn, parser, pending)
             return reply
@@ -176,14 +189,16 @@ class ProxyHandlers:
                 clean = clean and pump.done()
                 pump.cancel()
                 await asyncio.gather(pump, return_exceptions=True)
-            if clean and "close" not in _tokens(response.headers.get("Connection")):
+            if clean and keep_alive:
                 self.connector.release(backend, conn)
             else:
                 await close_quietly(conn)
 
-    def _response_fields(self, response: http1.Response, backend: Backend, request: web.Request,
+    def _response_fields(self, view: forwarding.ClientView, location: str, backend: Backend, request: web.Request,
                          prepend: str) -> list[tuple[str, str]]:
-        fields = forward_response_headers(response.headers.items)
+        fields = list(view.fields)
+        if not location:
+            return fields
         for i, (name, value) in enumerate(fields):
             if name.lower() == "location":
                 fields[i] = (name, rewrite_location(value, backend.host_port, request.headers.get("Host", ""),
@@ -195,8 +210,8 @@ class ProxyHandlers:
                       headers: list[tuple[str, str]], raw_query: str) -> web.StreamResponse:
         out = forward_request_headers(headers, request.remote or "", upgrade=True)
         target = escape_path(path or "/") + (f"?{raw_query}" if raw_query else "")
-        head = _request_head(request.method, target, request.headers.get("Host") or backend.host_port, out)
-        conn = await self._open(backend, "error dialing backend", reuse=False)
+        head = forwarding.request_head(request.method, target, request.headers.get("Host") or backend.host_port, out)
+        conn = await self._open(backend, "error dialing backend")
         try:
             conn.writer.write(head)
             parser = http1.ResponseParser(method=request.method)
@@ -221,31 +236,29 @@ class _StaleConnection(Exception):
     """A pooled connection turned out closed before any response byte."""
 
 
-@functools.lru_cache(maxsize=1024)
-def _backend_path(parts: tuple[str, ...], trailing_slash: bool) -> str:
-    return backend_path(parts, trailing_slash)
+@dataclass(frozen=True)
+class _ProxyUrl:
+    """What the request path alone decides (rules 2 and 4 of target.py)."""
+
+    path: str  # the cleaned backend path, "" when nothing follows /proxy
+    prepend: str  # the proxy prefix: the request path minus the backend path
+    uri: str  # X-Forwarded-Uri
+    escaped: str  # the backend path as it goes on the wire
 
 
 @functools.lru_cache(maxsize=1024)
-def _paths(request_path: str, path: str) -> tuple[str, str, str]:
-    """The proxy prefix, X-Forwarded-Uri and the escaped backend path (pure, and the same for every
-    request to one URL, so kept)."""
+def _proxy_url(subpath: tuple[str, ...], request_path: str) -> _ProxyUrl:
+    """Pure, and the same for every request to one URL, so kept."""
+    path = backend_path(subpath, request_path.endswith("/"))
     prepend = path_prepend(request_path, path)
-    return prepend, forwarded_uri(prepend, path), escape_path(path or "/")
+    return _ProxyUrl(path, prepend, forwarded_uri(prepend, path), escape_path(path or "/"))
 
 
 def _tokens(value: str) -> set[str]:
     return {t.strip().lower() for t in value.split(",") if t.strip()}
 
 
-def _request_head(method: str, target: str, host: str, headers: list[tuple[str, str]]) -> bytes:
-    try:
-        return http1.request(method, target, host, tuple(headers), user_agent=None)
-    except ValueError as exc:
-        raise errors.bad_request(str(exc)) from None
-
-
-async def _read_head(reader: asyncio.StreamReader, parser: http1.ResponseParser
+async def _read_head(reader: Reader, parser: http1.ResponseParser
                      ) -> tuple[http1.Response, list[http1.Event]]:
     while True:
         data = await reader.read(CHUNK)
@@ -266,18 +279,28 @@ async def _pump_body(request: web.Request, conn: Connection, chunked: bool) -> N
             await conn.writer.drain()
 
 
+def _whole(request: web.Request, response: http1.Response, without_length: Sequence[tuple[str, str]] | None,
+           fields: list[tuple[str, str]], pending: list[http1.Event]) -> web.Response | None:
+    """A response that arrived whole with its head (the common small one), as one Response: one write
+    to the client (``without_length``: ``fields`` without Content-Length, when at hand). None: stream it."""
+    if not pending or not isinstance(pending[-1], http1.EndOfMessage) or request.method == "HEAD" or \
+            response.status in (204, 304):
+        return None
+    if len(pending) == 2 and isinstance(data := pending[0], http1.Data):
+        body = data.data
+    else:
+        body = b"".join([e.data for e in pending if isinstance(e, http1.Data)])
+    if without_length is None:
+        without_length = [f for f in fields if f[0].lower() != "content-length"]
+    return web.Response(status=response.status, reason=response.reason or None, body=body, headers=without_length)
+
+
 async def _stream_body(request: web.Request, response: http1.Response, fields: list[tuple[str, str]],
                        conn: Connection, parser: http1.ResponseParser, pending: list[http1.Event]
                        ) -> tuple[web.StreamResponse, bool]:
-    """Head now, then each body chunk as the backend sends it; True when the body ended cleanly.
-
-    A response that arrived whole with its head (the common small one) goes out in one write."""
+    """Head now, then each body chunk as the backend sends it; True when the body ended cleanly."""
     status, reason = response.status, response.reason or None
-    if pending and isinstance(pending[-1], http1.EndOfMessage) and request.method != "HEAD" and \
-            status not in (204, 304):
-        body = b"".join([e.data for e in pending if isinstance(e, http1.Data)])
-        whole = web.Response(status=status, reason=reason, body=body,
-                             headers=CIMultiDict([f for f in fields if f[0].lower() != "content-length"]))
+    if (whole := _whole(request, response, None, fields, pending)) is not None:
         return whole, True
     reply = web.StreamResponse(status=status, reason=reason, headers=CIMultiDict(fields))
     await reply.prepare(request)

@@ -18,11 +18,13 @@
    no port, or the kubelet's own port: the kubelet connection (https, whatever scheme was asked);
    another port: the scheme asked for, plain proxy transport.
 
-Every answer of rules 1 and 2 depends only on stored objects, so it is kept with the store's
-revision (every write bumps it) and reused while the revision stands: a proxied request then costs
-no store read and no address parsing. Any write, to whatever object, drops the kept answers, so
-nothing stale is ever used; the random endpoint choice of rule 2 still happens on every request.
-Errors are not kept. Rule 3 asks the kubelet connection info (name lookups) every time.
+Every answer of rules 1 and 2 depends only on stored objects and the id as written in the URL, so
+it is kept with the store's revision (every write bumps it), by that unparsed id, and reused while
+the revision stands (:meth:`Locator.kept`): a proxied request then costs no id parsing, no store read
+and no address parsing. Any write, to whatever object, drops the kept answers, so nothing stale is
+ever used; the random endpoint choice of rule 2 still happens on every request (a draw only where
+there is a choice: one subset, one address need none). Errors are not kept. Rule 3 asks the kubelet
+connection info (name lookups) every time.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ Obj = dict[str, Any]
 _GO_INT = re.compile(r"[+-]?[0-9]+")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 MEMO_SIZE = 1024
-Candidates = tuple[tuple[tuple[str, int], ...], ...]  # per Endpoints subset: the usable (ip, port) pairs
+Candidates = tuple[tuple[Backend, ...], ...]  # per Endpoints subset: the usable addresses, ready to dial
 
 
 def not_allowed(kind: str, name: str, address: str, why: str) -> errors.ApiError:
@@ -68,7 +70,7 @@ class Locator:
     def __init__(self, server: APIServer, rng: random.Random | None = None) -> None:
         self.server = server
         self.rng = rng or random.Random()
-        self._memo: dict[tuple[str, str, ProxyId], tuple[int, Backend | Candidates]] = {}
+        self._memo: dict[tuple[str, str, str], tuple[int, Backend | Candidates]] = {}
         self._memo_revision = -1
 
     @property
@@ -78,23 +80,30 @@ class Locator:
         mine = [a for a in (cfg.advertise_address, cfg.bind_address) if a and is_loopback(a)]
         return (*APISERVER_HOST, *mine)
 
-    def _kept(self, kind: str, namespace: str, pid: ProxyId) -> Backend | Candidates | None:
-        """The answer kept for this target, if no write happened since it was worked out."""
+    def kept(self, kind: str, namespace: str, raw: str) -> Backend | None:
+        """The backend for ``{kind}/{raw}/proxy`` (``raw``: the id as written, ``https:web:8443``) from
+        the answer kept for it, if no write happened since it was worked out; None: work it out."""
+        kept = self._kept(kind, namespace, raw)
+        if kept is None or isinstance(kept, Backend):
+            return kept
+        return self._pick(kept)
+
+    def _kept(self, kind: str, namespace: str, raw: str) -> Backend | Candidates | None:
         revision = self.server.store.revision
         if revision != self._memo_revision:
             self._memo.clear()
             self._memo_revision = revision
             return None
-        kept = self._memo.get((kind, namespace, pid))
+        kept = self._memo.get((kind, namespace, raw))
         return kept[1] if kept is not None and kept[0] == revision else None
 
-    def _keep(self, kind: str, namespace: str, pid: ProxyId, revision: int, answer: Backend | Candidates) -> None:
+    def _keep(self, kind: str, namespace: str, raw: str, revision: int, answer: Backend | Candidates) -> None:
         """Keep ``answer``, worked out from what the store held at ``revision`` (read before the first get)."""
         if revision != self.server.store.revision:
             return  # a write slipped in while it was worked out
         if len(self._memo) >= MEMO_SIZE:
             self._memo.clear()
-        self._memo[(kind, namespace, pid)] = (revision, answer)
+        self._memo[(kind, namespace, raw)] = (revision, answer)
 
     async def _get(self, key: str, namespace: str, name: str) -> Obj:
         try:
@@ -112,7 +121,7 @@ class Locator:
 
     # -- 1. pods ---------------------------------------------------------------------------------------
     async def pod(self, namespace: str, pid: ProxyId, raw: str) -> Backend:
-        kept = self._kept("pods", namespace, pid)
+        kept = self._kept("pods", namespace, raw)
         if isinstance(kept, Backend):
             return kept
         revision = self.server.store.revision
@@ -129,7 +138,7 @@ class Locator:
             raise not_allowed("pods", f"{namespace}/{pid.name}", ip, why)
         scheme = pid.scheme or "http"
         backend = Backend(scheme, ip, port or DEFAULT_PORTS[scheme])
-        self._keep("pods", namespace, pid, revision, backend)
+        self._keep("pods", namespace, raw, revision, backend)
         return backend
 
     async def pod_refusal(self, pod: Mapping[str, Any], ip: str) -> str | None:
@@ -149,23 +158,30 @@ class Locator:
 
     # -- 2. services -----------------------------------------------------------------------------------
     async def service(self, namespace: str, pid: ProxyId, raw: str) -> Backend:
-        candidates = self._kept("services", namespace, pid)
+        candidates = self._kept("services", namespace, raw)
         if not isinstance(candidates, tuple):
             revision = self.server.store.revision
             candidates = await self.service_candidates(namespace, pid)
             if any(candidates):
-                self._keep("services", namespace, pid, revision, candidates)
+                self._keep("services", namespace, raw, revision, candidates)
         if not any(candidates):
             raise errors.service_unavailable(f'no endpoints available for service "{raw}"')
-        start = self.rng.randrange(len(candidates))
-        subset = next(c for c in candidates[start:] + candidates[:start] if c)
-        ip, port = subset[self.rng.randrange(len(subset))]
-        return Backend(pid.scheme or "http", ip, port)
+        return self._pick(candidates)
+
+    def _pick(self, candidates: Candidates) -> Backend:
+        """A random non-empty subset (from a random start, the next one that has addresses), then a
+        random address of it (service/storage/rest.go ResourceLocation)."""
+        if len(candidates) == 1:
+            subset = candidates[0]
+        else:
+            start = self.rng.randrange(len(candidates))
+            subset = next(c for c in candidates[start:] + candidates[:start] if c)
+        return subset[0] if len(subset) == 1 else subset[self.rng.randrange(len(subset))]
 
     async def service_candidates(self, namespace: str, pid: ProxyId) -> Candidates:
         """Per Endpoints subset, the ready addresses with the asked port that pass
         :meth:`endpoint_refusal`; the request picks a random subset, then a random address of it."""
-        port_name = pid.port
+        port_name, scheme = pid.port, pid.scheme or "http"
         if _GO_INT.fullmatch(port_name):
             number = int(port_name)
             svc = await self._get("services", namespace, pid.name)
@@ -180,7 +196,7 @@ class Locator:
             raise errors.service_unavailable(f'no endpoints available for service "{pid.name}"')
         candidates = []
         for subset in subsets:
-            usable: list[tuple[str, int]] = []
+            usable: list[Backend] = []
             addresses = list(subset.get("addresses") or [])
             for port in subset.get("ports") or []:
                 if str(port.get("name") or "") != port_name:
@@ -191,7 +207,7 @@ class Locator:
                         log.info("proxy skipped endpoint service=%s/%s address=%s: %s", namespace, pid.name,
                                  address.get("ip"), why)
                         continue
-                    usable.append((str(address["ip"]), int(port.get("port") or 0)))
+                    usable.append(Backend(scheme, str(address["ip"]), int(port.get("port") or 0)))
             candidates.append(tuple(usable))
         return tuple(candidates)
 

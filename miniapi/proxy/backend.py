@@ -13,6 +13,10 @@ Three kinds of backend, as the source page describes them:
    :class:`~miniapi.proxy.kubelet.KubeletDialer` (TLS with ``--kubelet-client-certificate``, verified
    only with ``--kubelet-certificate-authority``).
 
+A plain backend reached through a dialer that offers it (the direct one) is one
+:class:`~miniapi.proxy.plainconn.PlainConnection` (a Protocol that is its own reader and writer)
+rather than asyncio streams: the same calls, fewer layers per proxied request.
+
 Timeouts are the real transport's defaults (``utilnet.SetTransportDefaults``): 30 s to connect, 10 s
 for the TLS handshake; none for the response, since proxied requests are long-running. ALPN offers
 ``http/1.1`` only (the real transport would also offer h2).
@@ -31,12 +35,14 @@ import contextlib
 import logging
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol, cast
 
 from miniapi.proxy.address import join_host_port
-from miniapi.proxy.dialer import Dialer
+from miniapi.proxy.dialer import Dialer, ProtocolDialer
 from miniapi.proxy.errors import ConnectError, DialError, TLSError
 from miniapi.proxy.kubelet import ConnectionInfo, KubeletDialer
+from miniapi.proxy.plainconn import PlainConnection
 from miniapi.proxy.tls import client_context, tls_error_text
 
 log = logging.getLogger("miniapi.proxy")
@@ -56,6 +62,13 @@ class Backend:
     host: str
     port: int
     kubelet: ConnectionInfo | None = None  # set: the node's kubelet port, over the kubelet connection
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:  # the pool looks a backend up twice per request: hash it once
+        object.__setattr__(self, "_hash", hash((self.scheme, self.host, self.port, self.kubelet)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def host_port(self) -> str:
@@ -67,10 +80,35 @@ class Backend:
         return f"{self.scheme}://{self.host_port}"
 
 
+class Reader(Protocol):
+    """What the proxy reads a backend connection with (asyncio.StreamReader's calls)."""
+
+    async def read(self, n: int = -1) -> bytes: ...
+
+    def at_eof(self) -> bool: ...
+
+
+class Writer(Protocol):
+    """What the proxy writes a backend connection with (asyncio.StreamWriter's calls)."""
+
+    @property
+    def transport(self) -> asyncio.WriteTransport: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
+
+
 @dataclass
 class Connection:
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
+    """Streams (TLS, tunnels, the kubelet connection) or one :class:`PlainConnection` as both halves."""
+
+    reader: Reader
+    writer: Writer
     closed: bool = False
     reused: bool = False  # taken from the idle pool: the backend may have closed it meanwhile
 
@@ -105,13 +143,19 @@ class BackendConnector:
 
     async def open(self, backend: Backend, *, reuse: bool = True) -> Connection:
         """A connection ready for HTTP/1.1 bytes (an idle one if ``reuse``); raises DialError with Go's wording."""
-        if reuse and (idle := self._take(backend)) is not None:
+        if reuse and (idle := self.take(backend)) is not None:
             return idle
         if backend.kubelet is not None:
             conn = await self.kubelet.connect(backend.kubelet)
             return Connection(conn.reader, conn.writer)
+        plain = backend.scheme == "http" and isinstance(self.dialer, ProtocolDialer)
         try:
             async with asyncio.timeout(self.dial_timeout):
+                if plain:  # the streams' layers cost a share of every proxied request: skipped
+                    plain_conn = await cast(ProtocolDialer, self.dialer).connect(PlainConnection, backend.host,
+                                                                                 backend.port)
+                    log.debug("proxy connection target=%s dialer=%s", backend.url, self.dialer.name)
+                    return Connection(plain_conn, plain_conn)
                 reader, writer = await self.dialer.dial(backend.host, backend.port)
         except TimeoutError:
             raise ConnectError(f"dial tcp {join_host_port(backend.host, backend.port)}: i/o timeout") from None
@@ -133,8 +177,9 @@ class BackendConnector:
             return
         idle.append((conn, time.monotonic()))
 
-    def _take(self, backend: Backend) -> Connection | None:
-        idle = self._idle.get(backend) or []
+    def take(self, backend: Backend) -> Connection | None:
+        """An idle connection to ``backend`` that is still usable, or None."""
+        idle = self._idle.get(backend)
         while idle:
             conn, since = idle.pop()
             if conn.usable() and time.monotonic() - since < IDLE_TIMEOUT:
@@ -169,4 +214,4 @@ async def close_quietly(conn: Connection | None) -> None:
             await conn.aclose()
 
 
-__all__ = ["Backend", "BackendConnector", "Connection", "DialError", "close_quietly"]
+__all__ = ["Backend", "BackendConnector", "Connection", "DialError", "Reader", "Writer", "close_quietly"]

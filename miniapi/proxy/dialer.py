@@ -20,12 +20,13 @@ import asyncio
 import os
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Protocol, TypeVar, runtime_checkable
 
 from miniapi.proxy.address import join_host_port
 from miniapi.proxy.errors import ConnectError
 
 Resolver = Callable[[str], Awaitable[str]]
+P = TypeVar("P", bound=asyncio.BaseProtocol)
 
 
 class Dialer(Protocol):
@@ -36,6 +37,14 @@ class Dialer(Protocol):
     async def dial(self, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]: ...
 
 
+@runtime_checkable
+class ProtocolDialer(Protocol):
+    """A Dialer that can also hand a plain connection straight to an asyncio Protocol (no streams):
+    the proxy's plain backend connections (:mod:`miniapi.proxy.plainconn`) use it where offered."""
+
+    async def connect(self, factory: Callable[[], P], host: str, port: int) -> P: ...
+
+
 class DirectDialer:
     """A plain TCP connection from this process (timeouts are the caller's: ``--kubelet-timeout``)."""
 
@@ -44,10 +53,23 @@ class DirectDialer:
     async def dial(self, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         try:
             return await asyncio.open_connection(host, port, limit=1 << 20)
-        except socket.gaierror as exc:
-            raise ConnectError(f"dial tcp: lookup {host}: {_gai_text(exc)}") from exc
         except OSError as exc:
-            raise ConnectError(f"dial tcp {join_host_port(host, port)}: connect: {errno_text(exc)}") from exc
+            raise dial_error(host, port, exc) from exc
+
+    async def connect(self, factory: Callable[[], P], host: str, port: int) -> P:
+        """The same connection as :meth:`dial`, to the Protocol ``factory`` makes."""
+        try:
+            _, protocol = await asyncio.get_running_loop().create_connection(factory, host, port)
+        except OSError as exc:
+            raise dial_error(host, port, exc) from exc
+        return protocol
+
+
+def dial_error(host: str, port: int, exc: OSError) -> ConnectError:
+    """Go's wording for a failed dial."""
+    if isinstance(exc, socket.gaierror):
+        return ConnectError(f"dial tcp: lookup {host}: {_gai_text(exc)}")
+    return ConnectError(f"dial tcp {join_host_port(host, port)}: connect: {errno_text(exc)}")
 
 
 def _dns_is_local(resolv_conf: str = "/etc/resolv.conf") -> bool:

@@ -33,6 +33,7 @@ Errors are :class:`~miniapi.proxy.errors.ProtocolError` carrying Go's net/http w
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 
 from miniapi.proxy.errors import ProtocolError
@@ -59,11 +60,12 @@ class Headers:
     """Header fields in arrival order; lookups are case-insensitive, through an index by lower-case
     name built once (a proxied response is looked up several times). Treat as immutable."""
 
-    __slots__ = ("_index", "items")
+    __slots__ = ("_hash", "_index", "items")
 
     def __init__(self, items: tuple[tuple[str, str], ...] = (),
                  index: dict[str, list[str]] | None = None) -> None:
         self.items = items
+        self._hash = hash(items)  # a kept head's Headers are looked up by value (hash once)
         if index is None:
             index = {}
             for k, v in items:
@@ -74,7 +76,7 @@ class Headers:
         return isinstance(other, Headers) and other.items == self.items
 
     def __hash__(self) -> int:
-        return hash(self.items)
+        return self._hash
 
     def __repr__(self) -> str:
         return f"Headers(items={self.items!r})"
@@ -93,6 +95,15 @@ class Response:
     reason: str
     headers: Headers
 
+    @functools.cached_property
+    def fixed_length(self) -> int | None:
+        """The body's length when one valid Content-Length frames it (no Transfer-Encoding, not a
+        1xx/204/304 answer); None otherwise. Worked out once per (kept) head."""
+        if self.status < 200 or self.status in (204, 304) or self.headers.get("Transfer-Encoding"):
+            return None
+        length = self.headers.get_all("Content-Length")
+        return int(length[0]) if len(length) == 1 and _is_digits(length[0]) else None
+
 
 @dataclass(frozen=True)
 class Data:
@@ -102,6 +113,9 @@ class Data:
 @dataclass(frozen=True)
 class EndOfMessage:
     pass
+
+
+_END = EndOfMessage()
 
 
 @dataclass(frozen=True)
@@ -154,11 +168,28 @@ class ResponseParser:
             raise ProtocolError("net/http: server sent data after the end of the response")
         if self.state is State.SWITCHED:
             raise ProtocolError("the connection was switched to another protocol")
-        self._buf += data
         events: list[Event] = []
+        if self.state is State.HEAD and not self._buf and self._whole(data, events):
+            return events
+        self._buf += data
         while self._step(events):
             pass
         return events
+
+    def _whole(self, data: bytes, events: list[Event]) -> bool:
+        """The common small answer: a final head and its whole Content-Length body in one ``data``.
+        Same events as the general path, without copying the bytes through the buffer; False (nothing
+        consumed) for anything else."""
+        end = data.find(b"\r\n\r\n")
+        if end < 0 or self._method == "HEAD":
+            return False
+        response = parse_head_bytes(data[:end])
+        body = data[end + 4:]
+        if not body or response.fixed_length != len(body):
+            return False
+        events += (response, Data(body), _END)
+        self.state = State.DONE
+        return True
 
     def feed_eof(self) -> list[Event]:
         """The peer closed: the end of a close-delimited body, or an error anywhere else."""
@@ -195,9 +226,9 @@ class ResponseParser:
             if len(self._buf) > MAX_HEAD_BYTES:
                 raise ProtocolError(f"net/http: server response headers exceeded {MAX_HEAD_BYTES} bytes; aborted")
             return False
-        head = bytes(self._buf[:end]).decode("latin-1")
+        head = bytes(self._buf[:end])
         del self._buf[:end + 4]
-        response = parse_head(head)
+        response = parse_head_bytes(head)
         if 100 <= response.status < 200 and response.status != 101:
             return True  # 100 Continue and friends: the real response follows
         events.append(response)
@@ -225,7 +256,7 @@ class ResponseParser:
         if not lengths:
             self.state = State.BODY_CLOSE
             return
-        if len(lengths) > 1 or not next(iter(lengths)).isdigit():
+        if len(lengths) > 1 or not _is_digits(next(iter(lengths))):
             raise ProtocolError(f'net/http: HTTP/1.x transport connection broken: bad Content-Length '
                                 f'"{h.get("Content-Length")}"')
         self._remaining = int(next(iter(lengths)))
@@ -300,6 +331,29 @@ class ResponseParser:
             raise ProtocolError("net/http: server sent data after the end of the response")
 
 
+def _is_digits(text: str) -> bool:
+    """ASCII digits only (``"²".isdigit()`` is true, and int() refuses it)."""
+    return text.isascii() and text.isdigit()
+
+
+def parse_head_bytes(head: bytes) -> Response:
+    """:func:`parse_head` of the wire bytes (latin-1). Pure, and a backend answers with the same head
+    again and again (until its Date changes), so the answers for heads up to :data:`KEPT_HEAD_BYTES`
+    are kept (:data:`KEPT_HEADS` of them, least recently used dropped): the objects are immutable."""
+    if len(head) <= KEPT_HEAD_BYTES:
+        return _kept_head(head)
+    return parse_head(head.decode("latin-1"))
+
+
+@functools.lru_cache(maxsize=256)
+def _kept_head(head: bytes) -> Response:
+    return parse_head(head.decode("latin-1"))
+
+
+KEPT_HEADS = _kept_head.cache_info().maxsize
+KEPT_HEAD_BYTES = 4096
+
+
 def parse_head(head: str) -> Response:
     """``HTTP/1.1 200 OK`` + header lines -> Response (Go's ReadResponse checks and messages)."""
     status_line, *lines = head.split("\r\n")
@@ -308,7 +362,7 @@ def parse_head(head: str) -> Response:
     if not proto.startswith("HTTP/1.") or not rest:
         raise ProtocolError(f'net/http: HTTP/1.x transport connection broken: malformed HTTP response '
                             f'"{status_line}"')
-    if len(code_text) != 3 or not code_text.isdigit():
+    if len(code_text) != 3 or not _is_digits(code_text):
         raise ProtocolError(f'net/http: HTTP/1.x transport connection broken: malformed HTTP status code '
                             f'"{code_text}"')
     items = []

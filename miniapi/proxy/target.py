@@ -223,6 +223,7 @@ def is_upgrade(headers: Iterable[tuple[str, str]]) -> bool:
 
 _DROP_ALWAYS = NEVER_FORWARDED | {"host", "x-forwarded-uri", "content-length", "x-forwarded-for"}
 _DROP_PLAIN = _DROP_ALWAYS | HOP_BY_HOP
+DROP_PLAIN = _DROP_PLAIN  # what a plain request never forwards as it came (lower-case names)
 
 
 def forward_request_headers(headers: Sequence[tuple[str, str]], client_ip: str, *, upgrade: bool = False,
@@ -256,9 +257,14 @@ def forward_request_headers(headers: Sequence[tuple[str, str]], client_ip: str, 
 _DROP_RESPONSE = HOP_BY_HOP | CORS
 
 
-def forward_response_headers(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The backend's response fields the client gets: no hop-by-hop, no CORS (Location: see below)."""
-    named = _connection_tokens(headers)
+def forward_response_headers(headers: Sequence[tuple[str, str]], connection: Iterable[str] | None = None
+                             ) -> list[tuple[str, str]]:
+    """The backend's response fields the client gets: no hop-by-hop, no CORS (Location: see below).
+    ``connection``: the Connection values, when the caller has them at hand."""
+    if connection is None:
+        named = _connection_tokens(headers)
+    else:
+        named = {t.strip().lower() for v in connection for t in v.split(",") if t.strip()}
     drop = _DROP_RESPONSE | named if named else _DROP_RESPONSE
     return [(k, v) for k, v in headers if k.lower() not in drop]
 

@@ -14,10 +14,10 @@ import hashlib
 import json
 import re
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
@@ -35,6 +35,7 @@ from tests.integration.conftest import Http, Pki, client, running
 NODE, NODE_IP, CIDR = "proxy-node", "127.0.1.61", "127.245.61.0/24"
 WEB_IP, TLS_IP, TAP_IP = "127.245.61.2", "127.245.61.3", "127.245.61.4"
 NS = "/api/v1/namespaces/default"
+P = TypeVar("P", bound=asyncio.BaseProtocol)
 
 
 class GuardDialer:
@@ -51,6 +52,13 @@ class GuardDialer:
         if not host.startswith("127."):
             raise ConnectError(f"dial tcp {host}:{port}: refused by the test's guard (not loopback)")
         return await self.inner.dial(host, port)
+
+    async def connect(self, factory: Callable[[], P], host: str, port: int) -> P:
+        """Plain backends: the same guard, then the direct dialer's Protocol connection."""
+        self.dialled.append((host, port))
+        if not host.startswith("127."):
+            raise ConnectError(f"dial tcp {host}:{port}: refused by the test's guard (not loopback)")
+        return await self.inner.connect(factory, host, port)
 
 
 @dataclass

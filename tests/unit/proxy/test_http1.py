@@ -138,3 +138,53 @@ def test_arbitrary_bytes_never_crash_the_parser(data: bytes) -> None:
         parser.feed_eof()
     except ProtocolError:
         pass
+
+
+HEADS = st.lists(st.sampled_from([
+    b"Content-Length: 3", b"Content-Length: 0", b"Content-Length: 03", b"Content-Length: \xb2",
+    b"Content-Length: 3, 3", b"Transfer-Encoding: chunked", b"Connection: close", b"Content-Type: text/html",
+    b"X-A:  padded \t", b"bad line",
+]), max_size=4)
+
+
+@given(st.sampled_from([b"200 OK", b"204 No Content", b"304 Not Modified",
+                        b"100 Continue", b"404 Not Found", b"2x0 Bad"]),
+       HEADS, st.sampled_from([b"", b"abc", b"3\r\nabc\r\n0\r\n\r\n", b"abcd"]), st.sampled_from(["GET", "HEAD"]))
+def test_a_whole_response_in_one_piece_gives_what_byte_by_byte_gives(status: bytes, fields: list[bytes],
+                                                                      body: bytes, method: str) -> None:
+    """The one-piece fast path (ResponseParser._whole) is only a shortcut: same events, same errors."""
+    wire = b"HTTP/1.1 " + status + b"\r\n" + b"".join(f + b"\r\n" for f in fields) + b"\r\n" + body
+
+    def outcome(pieces: list[bytes]) -> object:
+        parser = ResponseParser(method=method)
+        events: list[object] = []
+        try:
+            for piece in pieces:
+                events += parser.feed(piece)
+        except ProtocolError as exc:
+            return ("error", str(exc))
+        merged: list[object] = []  # Data split where the bytes were split: compare the bytes
+        for event in events:
+            if isinstance(event, Data) and merged and isinstance(merged[-1], Data):
+                merged[-1] = Data(merged[-1].data + event.data)
+            elif not (isinstance(event, Data) and not event.data):
+                merged.append(event)
+        return merged, parser.state
+
+    assert outcome([wire]) == outcome([wire[i:i + 1] for i in range(len(wire))])
+
+
+def test_a_non_ascii_digit_length_is_a_protocol_error() -> None:
+    for wire in (b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\nab", b"HTTP/1.1 2\xb200 OK\r\n\r\n"):
+        with pytest.raises(ProtocolError):
+            run(wire)
+
+
+def test_heads_are_kept_and_long_ones_still_parse() -> None:
+    wire = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nDate: x\r\n\r\nok"
+    first, second = run(wire), run(wire)
+    assert first == second and first[0] is second[0]  # the same immutable Response object
+    long_head = b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 10_000 + b"\r\nContent-Length: 2\r\n\r\nok"
+    events = run(long_head)
+    assert isinstance(events[0], Response) and events[0].headers.get("x-long") == "a" * 10_000
+    assert body_of(events) == b"ok"
