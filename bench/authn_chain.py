@@ -69,6 +69,9 @@ sys.path.insert(0, str(ROOT))
 
 from miniapi import tlsconfig  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rawload import RawGets  # noqa: E402
+
 TARGET = 0.60
 CM_PATH = "/api/v1/namespaces/default/configmaps/bench"
 BOOTSTRAP_ID, BOOTSTRAP_SECRET = "benchx", "0123456789abcdef"
@@ -246,66 +249,6 @@ async def _load_aiohttp(url: str, cred: Cred, ctx: ssl.SSLContext, seconds: floa
     return sample
 
 
-class _RawGets(asyncio.Protocol):
-    """One keep-alive TLS connection sending the same pre-encoded GET again as soon as the previous
-    answer is complete (Content-Length framed, status checked): the client's own cost per request is
-    the TLS record work plus a few bytes operations, well below what any server side spends."""
-
-    def __init__(self, request: bytes, name: str, counted: list[int]) -> None:
-        self.request, self.name, self.counted = request, name, counted
-        self.buffer = b""
-        self.warm = 0  # answers seen before the clock starts
-        self.counting = False
-        self.stop = False
-        self.idle = asyncio.get_running_loop().create_future()
-        self.transport: asyncio.Transport | None = None
-        self.error: BaseException | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(self.request)
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while True:
-            head_end = self.buffer.find(b"\r\n\r\n")
-            if head_end < 0:
-                return
-            head = self.buffer[:head_end]
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-            end = head_end + 4 + length
-            if len(self.buffer) < end:
-                return
-            status = head[9:12]
-            if status != b"200":
-                self.fail(RuntimeError(f"{self.name}: {status.decode()} {self.buffer[:end]!r}"))
-                return
-            self.buffer = self.buffer[end:]
-            if self.counting:
-                self.counted[0] += 1
-            else:
-                self.warm += 1
-            if self.stop:
-                if not self.idle.done():
-                    self.idle.set_result(None)
-                return
-            assert self.transport is not None
-            self.transport.write(self.request)
-
-    def fail(self, error: BaseException) -> None:
-        self.error = error
-        if not self.idle.done():
-            self.idle.set_exception(error)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.idle.done():
-            self.fail(exc or ConnectionError(f"{self.name}: connection closed"))
-
-
 async def _load_raw(url: str, cred: Cred, ctx: ssl.SSLContext, seconds: float, concurrency: int,
                     server_pid: int) -> Sample:
     host, port = url.removeprefix("https://").rsplit(":", 1)
@@ -316,7 +259,7 @@ async def _load_raw(url: str, cred: Cred, ctx: ssl.SSLContext, seconds: float, c
     counted = [0]
     conns = []
     for _ in range(concurrency):
-        _, proto = await loop.create_connection(lambda: _RawGets(request, cred.name, counted), host, int(port),
+        _, proto = await loop.create_connection(lambda: RawGets(request, cred.name, counted), host, int(port),
                                                 ssl=ctx)
         conns.append(proto)
     while any(c.warm < 3 and c.error is None for c in conns):  # warm-up: every connection answered
