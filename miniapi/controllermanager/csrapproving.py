@@ -36,14 +36,14 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from miniapi.controllermanager.base import Client, ControllerContext, Obj, condition, format_time
-from miniapi.controllermanager.workqueue import Requeue, WorkQueue, process
+from miniapi.controllermanager.base import Client, Obj, condition, format_time
+from miniapi.controllermanager.csrqueue import CERTS, CSRController
+from miniapi.controllermanager.workqueue import Requeue
 from pki.errors import SigningError
 from pki.signer import KUBE_APISERVER_CLIENT_KUBELET, parse_csr, validate_csr
 
 log = logging.getLogger("miniapi.controllermanager.csrapproving")
 
-CERTS = "certificates.k8s.io"
 NODECLIENT_MESSAGE = "Auto approving kubelet client certificate after SubjectAccessReview."
 SELFNODECLIENT_MESSAGE = "Auto approving self kubelet client certificate after SubjectAccessReview."
 
@@ -116,27 +116,14 @@ async def allowed(client: Client, csr: Obj, subresource: str) -> bool:
     return bool((result.get("status") or {}).get("allowed"))
 
 
-class CSRApprovingController:
+class CSRApprovingController(CSRController):
     name = "csrapproving"
 
-    def __init__(self, ctx: ControllerContext) -> None:
-        self.client, self.clock = ctx.client, ctx.clock
-        self.csrs = ctx.informers.get("certificatesigningrequests", CERTS)
-        self.queue = WorkQueue(self.name)
-        self.csrs.add_handlers(on_add=self._enqueue, on_update=lambda old, new: self._enqueue(new))
+    def wants(self, csr: Obj) -> bool:
+        return is_pending(csr)
 
-    def _enqueue(self, csr: Obj) -> None:
-        if is_pending(csr):
-            self.queue.add(csr["metadata"]["name"])
-
-    async def run(self) -> None:
-        await self.csrs.synced()
-        await process(self.queue, self.sync)
-
-    async def sync(self, name: str) -> None:
-        csr = self.csrs.get(name)
-        if csr is None or not is_pending(csr):
-            return
+    async def reconcile(self, csr: Obj) -> None:
+        name = csr["metadata"]["name"]
         tried = []
         for recognizer in recognize(csr):
             tried.append(recognizer.subresource)

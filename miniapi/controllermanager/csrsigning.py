@@ -25,7 +25,7 @@ import logging
 from cryptography import x509
 
 from miniapi.controllermanager.base import ControllerContext, Obj, condition, format_time, is_true
-from miniapi.controllermanager.workqueue import WorkQueue, process
+from miniapi.controllermanager.csrqueue import CERTS, CSRController
 from pki.certs import PrivateKey
 from pki.errors import SigningError
 from pki.signer import (
@@ -39,7 +39,6 @@ from pki.signer import (
 
 log = logging.getLogger("miniapi.controllermanager.csrsigning")
 
-CERTS = "certificates.k8s.io"
 SIGNERS = (KUBE_APISERVER_CLIENT_KUBELET, KUBELET_SERVING, KUBE_APISERVER_CLIENT)
 FINAL_FAILURES = (SIGNER_VALIDATION_FAILURE, INVALID_CSR)
 
@@ -87,29 +86,19 @@ def sign(csr: Obj, ca_cert: x509.Certificate, ca_key: PrivateKey, max_duration_s
                     max_duration_seconds=max_duration_seconds)
 
 
-class CSRSigningController:
+class CSRSigningController(CSRController):
     name = "csrsigning"
 
     def __init__(self, ctx: ControllerContext, ca_cert: x509.Certificate, ca_key: PrivateKey) -> None:
-        self.client, self.clock = ctx.client, ctx.clock
+        super().__init__(ctx)
         self.ca_cert, self.ca_key = ca_cert, ca_key
         self.max_duration = int(ctx.config.cluster_signing_duration)
-        self.csrs = ctx.informers.get("certificatesigningrequests", CERTS)
-        self.queue = WorkQueue(self.name)
-        self.csrs.add_handlers(on_add=self._enqueue, on_update=lambda old, new: self._enqueue(new))
 
-    def _enqueue(self, csr: Obj) -> None:
-        if should_sign(csr):
-            self.queue.add(csr["metadata"]["name"])
+    def wants(self, csr: Obj) -> bool:
+        return should_sign(csr)
 
-    async def run(self) -> None:
-        await self.csrs.synced()
-        await process(self.queue, self.sync)
-
-    async def sync(self, name: str) -> None:
-        csr = self.csrs.get(name)
-        if csr is None or not should_sign(csr):
-            return
+    async def reconcile(self, csr: Obj) -> None:
+        name = csr["metadata"]["name"]
         signer = csr["spec"].get("signerName")
         try:
             cert_pem = sign(csr, self.ca_cert, self.ca_key, self.max_duration)
