@@ -41,7 +41,7 @@ from typing import Protocol, cast
 from miniapi.proxy.address import join_host_port
 from miniapi.proxy.dialer import Dialer, ProtocolDialer
 from miniapi.proxy.errors import ConnectError, DialError, TLSError
-from miniapi.proxy.kubelet import ConnectionInfo, KubeletDialer
+from miniapi.proxy.kubelet import ConnectionInfo, KubeletDialer, close_writer
 from miniapi.proxy.plainconn import PlainConnection
 from miniapi.proxy.tls import client_context, tls_error_text
 
@@ -49,7 +49,6 @@ log = logging.getLogger("miniapi.proxy")
 
 DIAL_TIMEOUT = 30.0
 TLS_HANDSHAKE_TIMEOUT = 10.0
-CLOSE_TIMEOUT = 2.0
 MAX_IDLE_PER_BACKEND = 25
 IDLE_TIMEOUT = 90.0
 
@@ -116,15 +115,9 @@ class Connection:
         return not (self.closed or self.writer.transport.is_closing() or self.reader.at_eof())
 
     async def aclose(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self.writer.close()
-        try:
-            async with asyncio.timeout(CLOSE_TIMEOUT):
-                await self.writer.wait_closed()
-        except (TimeoutError, OSError, ssl.SSLError):
-            self.writer.transport.abort()
+        if not self.closed:
+            self.closed = True
+            await close_writer(self.writer)
 
 
 class BackendConnector:

@@ -88,6 +88,16 @@ class ConnectionInfo:
         return f"https://{self.host_port}{target}"
 
 
+async def close_writer(writer: Any) -> None:
+    """Close (TLS close_notify); a peer that does not answer within 2 s is cut off."""
+    writer.close()
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            await writer.wait_closed()
+    except (TimeoutError, OSError, ssl.SSLError):
+        writer.transport.abort()
+
+
 @dataclass
 class KubeletConnection:
     """An open, checked TLS stream to one kubelet; ``reader, writer, info = conn`` also works."""
@@ -102,16 +112,9 @@ class KubeletConnection:
         return iter((self.reader, self.writer, self.info))
 
     async def aclose(self) -> None:
-        """Close (TLS close_notify); a peer that does not answer within 2 s is cut off."""
-        if self.closed:
-            return
-        self.closed = True
-        self.writer.close()
-        try:
-            async with asyncio.timeout(CLOSE_TIMEOUT):
-                await self.writer.wait_closed()
-        except (TimeoutError, OSError, ssl.SSLError):
-            self.writer.transport.abort()
+        if not self.closed:
+            self.closed = True
+            await close_writer(self.writer)
 
     async def __aenter__(self) -> KubeletConnection:
         return self
