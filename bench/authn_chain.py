@@ -70,7 +70,7 @@ sys.path.insert(0, str(ROOT))
 from miniapi import tlsconfig  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rawload import RawGets  # noqa: E402
+from rawload import counting, encode_get  # noqa: E402
 
 TARGET = 0.60
 CM_PATH = "/api/v1/namespaces/default/configmaps/bench"
@@ -252,32 +252,9 @@ async def _load_aiohttp(url: str, cred: Cred, ctx: ssl.SSLContext, seconds: floa
 async def _load_raw(url: str, cred: Cred, ctx: ssl.SSLContext, seconds: float, concurrency: int,
                     server_pid: int) -> Sample:
     host, port = url.removeprefix("https://").rsplit(":", 1)
-    headers = {"Host": f"{host}:{port}", "User-Agent": "bench-authn-chain", "Accept": "*/*", **cred.headers}
-    request = (f"GET {cred.path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-               + "\r\n").encode()
-    loop = asyncio.get_running_loop()
-    counted = [0]
-    conns = []
-    for _ in range(concurrency):
-        _, proto = await loop.create_connection(lambda: RawGets(request, cred.name, counted), host, int(port),
-                                                ssl=ctx)
-        conns.append(proto)
-    while any(c.warm < 3 and c.error is None for c in conns):  # warm-up: every connection answered
-        await asyncio.sleep(0.01)
-    for c in conns:
-        if c.error is not None:
-            raise c.error
-        c.counting = True
-    sample = await _measure(seconds, server_pid, asyncio.Event(), counted)
-    for c in conns:
-        c.stop = True
-    try:
-        await asyncio.wait_for(asyncio.gather(*(c.idle for c in conns)), 10)
-    finally:
-        for c in conns:
-            if c.transport is not None:
-                c.transport.close()
-    return sample
+    request = encode_get(host, int(port), cred.path, cred.headers, agent="bench-authn-chain")
+    async with counting(host, int(port), request, ctx, concurrency, cred.name) as counted:
+        return await _measure(seconds, server_pid, asyncio.Event(), counted)
 
 
 # -- orchestration -----------------------------------------------------------------------------------

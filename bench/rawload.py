@@ -3,15 +3,18 @@ the previous answer is complete, so the client's own CPU per request stays well 
 side spends (an aiohttp client costs more per request than a bare aiohttp server; on two cores it would
 be the slower side's bottleneck and understate the faster side).
 
-:class:`RawGets` is one connection (plain TCP or TLS: the transport's business); :func:`get_loop` runs
-``concurrency`` of them for a given time after a warm-up and returns the rate.
+:class:`RawGets` is one connection (plain TCP or TLS: the transport's business); :func:`counting` runs
+``concurrency`` of them, warmed up, for as long as its block runs; :func:`get_loop` for a given time,
+returning the rate.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
+from collections.abc import AsyncIterator
 
 
 class RawGets(asyncio.Protocol):
@@ -80,13 +83,15 @@ def encode_get(host: str, port: int, path: str, headers: dict[str, str] | None =
     return (f"GET {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items()) + "\r\n").encode()
 
 
-async def get_loop(host: str, port: int, request: bytes, ctx: ssl.SSLContext | None, seconds: float,
-                   concurrency: int, name: str = "bench") -> tuple[float, int]:
-    """Requests/s of ``concurrency`` RawGets connections for ``seconds`` (each answered 3 times before
-    the clock starts, so handshakes are not measured), and the number of requests."""
+@contextlib.asynccontextmanager
+async def counting(host: str, port: int, request: bytes, ctx: ssl.SSLContext | None, concurrency: int,
+                   name: str = "bench") -> AsyncIterator[list[int]]:
+    """``concurrency`` RawGets connections, each answered 3 times before the block starts (so handshakes
+    are not measured), counting answers into the yielded ``[n]`` while the block runs; stopped and closed
+    when it ends."""
     loop = asyncio.get_running_loop()
     counted = [0]
-    conns = []
+    conns: list[RawGets] = []
     try:
         for _ in range(concurrency):
             _, proto = await loop.create_connection(lambda: RawGets(request, name, counted), host, port, ssl=ctx)
@@ -97,14 +102,21 @@ async def get_loop(host: str, port: int, request: bytes, ctx: ssl.SSLContext | N
             if c.error is not None:
                 raise c.error
             c.counting = True
-        start = time.monotonic()
-        await asyncio.sleep(seconds)
-        done, elapsed = counted[0], time.monotonic() - start
+        yield counted
         for c in conns:
             c.stop = True
         await asyncio.wait_for(asyncio.gather(*(c.idle for c in conns)), 10)
-        return done / elapsed, done
     finally:
         for c in conns:
             if c.transport is not None:
                 c.transport.close()
+
+
+async def get_loop(host: str, port: int, request: bytes, ctx: ssl.SSLContext | None, seconds: float,
+                   concurrency: int, name: str = "bench") -> tuple[float, int]:
+    """Requests/s of :func:`counting`'s connections for ``seconds``, and the number of requests."""
+    async with counting(host, port, request, ctx, concurrency, name) as counted:
+        start = time.monotonic()
+        await asyncio.sleep(seconds)
+        done, elapsed = counted[0], time.monotonic() - start
+    return done / elapsed, done
