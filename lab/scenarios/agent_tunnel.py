@@ -76,9 +76,9 @@ def run(ctx: Context) -> None:
                 f"curl could not reach {node.name}:10250 (exit {curl.returncode})")
 
     r.step(f"Create a pod on {node.name} whose log holds a secret")
-    if not ctx.start_pod(pod_manifest(pod, node.name, secret)):
-        return
-    try:
+    with ctx.pod(pod_manifest(pod, node.name, secret)) as started:
+        if not started:
+            return
         since = time.time()
         r.step("Read its log and type into it: kubectl -> apiserver -> " +
                ("Konnectivity server <- agent (dialled out) -> kubelet" if agents else "router/attacker -> kubelet"))
@@ -92,8 +92,6 @@ def run(ctx: Context) -> None:
         for t in tries:
             r.check(t.worked, f"{t.what} works", f"{t.what} exited {t.code}")
         _loot(ctx, agents, secret, since, len(tries))
-    finally:
-        ctx.kubectl("delete", "pod", pod, "--wait=false", show=False)
 
 
 def _loot(ctx: Context, agents: bool, secret: str, since: float, tries: int) -> None:

@@ -93,16 +93,16 @@ def run(ctx: Context) -> None:
     r.step(f"Create a pod on {node.name} serving a payment page (HTTP :8080, HTTPS :8443), and a service for it")
     ctx.kubectl("apply", "-f", "-", stdin=json.dumps(service_manifest(pod)))
     try:
-        if not ctx.start_pod(pod_manifest(pod, node.name, session), ready=True):
-            return
-        got = ctx.kubectl("get", "pod", pod, "-o", "jsonpath={.status.podIP}", show=False)
-        ip = got.stdout.strip()
-        r.check(decode.in_network(ip, ctx.top.pod_cidr(node.name)), f"its IP {ip} is in {node.name}'s pod CIDR "
-                f"{ctx.top.pod_cidr(node.name)}, routed via the router", f"pod IP {ip!r}")
-        _checks(ctx, pod, ip, session, node.name)
+        with ctx.pod(pod_manifest(pod, node.name, session), ready=True) as started:
+            if not started:
+                return
+            got = ctx.kubectl("get", "pod", pod, "-o", "jsonpath={.status.podIP}", show=False)
+            ip = got.stdout.strip()
+            r.check(decode.in_network(ip, ctx.top.pod_cidr(node.name)), f"its IP {ip} is in {node.name}'s pod "
+                    f"CIDR {ctx.top.pod_cidr(node.name)}, routed via the router", f"pod IP {ip!r}")
+            _checks(ctx, pod, ip, session, node.name)
     finally:
         ctx.kubectl("delete", "service", pod, "--wait=false", show=False)
-        ctx.kubectl("delete", "pod", pod, "--wait=false", show=False)
 
 
 def _raw(ctx: Context, path: str, want: str, tries: int = 20) -> tuple[int, str]:

@@ -18,12 +18,13 @@ Exit codes: 0 every check as expected, 1 some check not, 2 the lab is not set up
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,16 +99,21 @@ class Context:
                 timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return self.run(["kubectl", *args], stdin=stdin, show=show, timeout=timeout)
 
-    def start_pod(self, manifest: Mapping[str, Any], running: str = "", *, ready: bool = False) -> bool:
+    @contextlib.contextmanager
+    def pod(self, manifest: Mapping[str, Any], running: str = "", *, ready: bool = False) -> Iterator[bool]:
         """``kubectl apply`` the pod and wait until it is Running (``ready``: its Ready condition, for pods
-        that serve), as a check whose success text is ``running``; False if it did not start."""
+        that serve), as a check whose success text is ``running``; yields False if it did not start. The pod
+        is deleted when the block ends, whether it started or not."""
         name = manifest["metadata"]["name"]
-        self.kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
-        state, wait = (("Ready", "--for=condition=Ready") if ready
-                       else ("Running", "--for=jsonpath={.status.phase}=Running"))
-        waited = self.kubectl("wait", wait, f"pod/{name}", "--timeout=60s")
-        return self.report.check(waited.returncode == 0, running or f"pod {name} is {state}",
-                                 f"pod {name} did not start")
+        try:
+            self.kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
+            state, wait = (("Ready", "--for=condition=Ready") if ready
+                           else ("Running", "--for=jsonpath={.status.phase}=Running"))
+            waited = self.kubectl("wait", wait, f"pod/{name}", "--timeout=60s")
+            yield self.report.check(waited.returncode == 0, running or f"pod {name} is {state}",
+                                    f"pod {name} did not start")
+        finally:
+            self.kubectl("delete", "pod", name, "--wait=false", show=False)
 
     def attacker_mode(self) -> str:
         started = [e for e in loot.read(self.loot_file) if e.get("kind") == "started"]

@@ -145,9 +145,9 @@ def run(ctx: Context) -> None:
     secret = secrets.token_hex(6)
     pod = f"join-demo-{secret[:6]}"
     r.step(f"Scenario 1 against {node.name}: a pod whose log holds a secret, read through the apiserver")
-    if not ctx.start_pod(pod_manifest(pod, node.name, secret), f"pod {pod} is Running on {node.name}"):
-        return
-    try:
+    with ctx.pod(pod_manifest(pod, node.name, secret), f"pod {pod} is Running on {node.name}") as started:
+        if not started:
+            return
         since = time.time()
         logs = ctx.kubectl("logs", pod)
         tries = [Try("kubectl logs", logs.returncode, logs.stdout + logs.stderr, f"db-password={secret}")]
@@ -156,5 +156,3 @@ def run(ctx: Context) -> None:
                               stdin=f"admin-password={secret}\n")
             tries.append(Try("kubectl exec", got.returncode, got.stdout + got.stderr, "login ok for admin-password"))
         _expect(ctx, pod, secret, tries, since)
-    finally:
-        ctx.kubectl("delete", "pod", pod, "--wait=false", show=False)

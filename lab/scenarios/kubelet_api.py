@@ -80,12 +80,10 @@ def run(ctx: Context) -> None:
     secret = secrets.token_hex(6)
     pod = f"kubelet-api-{secret[:6]}"
     r.step(f"Create a pod on {node.name} with a password in its environment (a common mistake)")
-    if not ctx.start_pod(pod_manifest(pod, node.name, secret)):
-        return
-    try:
+    with ctx.pod(pod_manifest(pod, node.name, secret)) as started:
+        if not started:
+            return
         _checks(ctx, node.ip, pod, secret)
-    finally:
-        ctx.kubectl("delete", "pod", pod, "--wait=false", show=False)
 
 
 def _checks(ctx: Context, ip: str, pod: str, secret: str) -> None:

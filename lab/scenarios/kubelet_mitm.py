@@ -57,9 +57,9 @@ def run(ctx: Context) -> None:
     ctx.kubectl("get", "nodes", "-o", "wide")
 
     r.step(f"Create a pod on {node.name} whose log holds a secret")
-    if not ctx.start_pod(pod_manifest(pod, node.name, secret)):
-        return
-    try:
+    with ctx.pod(pod_manifest(pod, node.name, secret)) as started:
+        if not started:
+            return
         since = time.time()
         r.step("Read its log through the apiserver (kubectl -> apiserver -> router/attacker -> kubelet)")
         logs = ctx.kubectl("logs", pod)
@@ -71,8 +71,6 @@ def run(ctx: Context) -> None:
                               stdin=typed + "\n")
             tries.append(Try("kubectl exec", got.returncode, got.stdout + got.stderr, "login ok for admin-password"))
         _expect(ctx, pod, secret, tries, since)
-    finally:
-        ctx.kubectl("delete", "pod", pod, "--wait=false", show=False)
 
 
 @dataclass(frozen=True)

@@ -63,8 +63,8 @@ def run(ctx: Context) -> None:
     pod = f"relay-demo-{secret[:6]}"
     want = expected_status(ctx)
     r.step(f"Create a pod on {node.name} whose log holds an API key")
-    try:
-        if not ctx.start_pod(pod_manifest(pod, node.name, secret)):
+    with ctx.pod(pod_manifest(pod, node.name, secret)) as started:
+        if not started:
             return
         since = time.time()
         r.step("kubectl logs: apiserver -> router, where mitmproxy relays the request to the kubelet without the "
@@ -79,8 +79,6 @@ def run(ctx: Context) -> None:
             r.check(got.returncode != 0 and words in out and secret not in out,
                     f"kubectl logs fails with the kubelet's {want}: '{words}'", f"kubectl logs exited {got.returncode}")
         _attacker(ctx, pod, secret, want, since)
-    finally:
-        ctx.kubectl("delete", "pod", pod, "--wait=false", show=False)
 
 
 def _attacker(ctx: Context, pod: str, secret: str, want: int, since: float) -> None:

@@ -95,13 +95,13 @@ def run(ctx: Context) -> None:
            + ("verifying the mounted ca.crt" if verify else "WITHOUT verifying the certificate (verify_ssl=False)"))
     since = time.time()
     try:
-        if not ctx.start_pod(pod_manifest(pod, node.name, sa, verify), ready=True):
-            return
-        r.step("What the pod's client got (its report on its own port)")
-        report = podreport.read(ctx, pod)
-        _expect(ctx, sa, node.name, report, since, verify)
+        with ctx.pod(pod_manifest(pod, node.name, sa, verify), ready=True) as started:
+            if not started:
+                return
+            r.step("What the pod's client got (its report on its own port)")
+            report = podreport.read(ctx, pod)
+            _expect(ctx, sa, node.name, report, since, verify)
     finally:
-        ctx.kubectl("delete", "pod", pod, "--wait=false", show=False)
         for kind, name in (("rolebinding", role), ("role", role), ("serviceaccount", sa)):
             ctx.kubectl("delete", kind, name, "--wait=false", show=False)
 

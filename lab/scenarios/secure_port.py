@@ -102,12 +102,10 @@ def _probe(ctx: Context, apiserver: str) -> None:
     node = ctx.top.nodes[-1]
     pod = f"secure-port-{secrets.token_hex(3)}"
     r.step(f"A probe pod on {node.name}: which certificate does a connection from that node get?")
-    try:
-        if not ctx.start_pod(probe_manifest(pod, node.name, apiserver), ready=True):
+    with ctx.pod(probe_manifest(pod, node.name, apiserver), ready=True) as started:
+        if not started:
             return
         report = podreport.read(ctx, pod)
-    finally:
-        ctx.kubectl("delete", "pod", pod, "--wait=false", show=False)
     blocks = "\n".join(report).split("$ openssl")
     direct, service = (blocks[1], blocks[2]) if len(blocks) == 3 else ("", "")
     r.check("issuer=CN = kubernetes" in direct and "Verify return code: 0 (ok)" in direct,

@@ -70,9 +70,9 @@ def run(ctx: Context) -> None:
         r.say(f"the attacker's SSH server presents {impostor[-1].get('key')} (from its log)")
 
     r.step(f"Create a pod on {node.name} with a secret in its log and its environment")
-    if not ctx.start_pod(pod_manifest(pod, node.name, secret)):
-        return
-    try:
+    with ctx.pod(pod_manifest(pod, node.name, secret)) as started:
+        if not started:
+            return
         since = time.time()
         r.step("Read its log: apiserver -> SSH tunnel -> kubelet :10250 (HTTPS inside SSH)")
         logs = ctx.kubectl("logs", pod)
@@ -80,8 +80,6 @@ def run(ctx: Context) -> None:
         proxied = ctx.kubectl("get", "--raw", f"/api/v1/nodes/{node.name}:10255/proxy/pods")
         _expect(ctx, checks, apiserver, node.ip, secret, logs.returncode, logs.stdout + logs.stderr,
                 proxied.returncode, proxied.stdout + proxied.stderr, since)
-    finally:
-        ctx.kubectl("delete", "pod", pod, "--wait=false", show=False)
 
 
 def _expect(ctx: Context, checks: bool, apiserver: str, node_ip: str, secret: str, logs_code: int, logs_out: str,
