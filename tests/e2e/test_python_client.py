@@ -12,6 +12,7 @@ import base64
 import json
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,9 +80,18 @@ def pod(name: str, labels: dict[str, str] | None = None) -> client.V1Pod:
         spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="busybox:1.36")]))
 
 
-def wait_for_sa(v1: client.CoreV1Api, namespace: str, name: str = "default") -> None:
-    """The default ServiceAccount is made inline when the namespace is created."""
-    v1.read_namespaced_service_account(name, namespace)
+def wait_for_sa(v1: client.CoreV1Api, namespace: str, name: str = "default", timeout: float = 30) -> None:
+    """The controller-manager's serviceaccount controller makes ``default`` soon after the namespace
+    (as in a real cluster, where a pod created at once may be refused for the same reason)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            v1.read_namespaced_service_account(name, namespace)
+            return
+        except ApiException as exc:
+            if exc.status != 404 or time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)
 
 
 # -- credentials --------------------------------------------------------------------------------
